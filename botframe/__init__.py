@@ -1,0 +1,3 @@
+"""botframe: a plugin-based, stream-driven trading bot framework."""
+
+from __future__ import annotations

@@ -1,0 +1,115 @@
+"""What a venue (market-data) plugin implements, and what the engine hands it.
+
+A venue plugin registers ``registry.add(name, factory, SettingsModel)`` in
+``botframe_register_venues``; the engine calls ``factory(settings, context)`` once and runs the
+returned client's ``run()`` as a task it owns until shutdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .events import BookHealth, Event, HealthReason
+
+if TYPE_CHECKING:
+    import structlog
+
+    from .book import L2Book
+    from .clock import Clock
+
+__all__ = ["Endpoints", "Instrument", "VenueClient", "VenueContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """Trading rules of one symbol, as the venue reports them (strings kept exact)."""
+
+    venue: str
+    symbol: str  # unified, e.g. "BTC/USDT"
+    venue_symbol: str  # the venue's own, e.g. "BTCUSDT"
+    base: str
+    quote: str
+    tick_size: str
+    lot_size: str
+    min_notional: str = "0"
+
+
+class Endpoints:
+    """URLs of local services (the exchange simulator) that settings refer to as ``"simulator"``.
+
+    A service publishes ``endpoints.set("binance.ws", "ws://127.0.0.1:54321")`` when it starts; a
+    venue resolves its configured URL with ``endpoints.resolve(url, "binance.ws")``.
+    """
+
+    SIMULATOR = "simulator"
+
+    def __init__(self) -> None:
+        self._urls: dict[str, str] = {}
+
+    def set(self, key: str, url: str) -> None:
+        self._urls[key] = url
+
+    def get(self, key: str) -> str | None:
+        return self._urls.get(key)
+
+    def resolve(self, configured: str, key: str) -> str:
+        if configured != self.SIMULATOR:
+            return configured
+        url = self._urls.get(key)
+        if url is None:
+            raise LookupError(
+                f"the URL is set to 'simulator' but no simulator serves {key!r}; "
+                "enable [services.sim] or set the venue's real URL"
+            )
+        return url
+
+
+class VenueContext(Protocol):
+    """The engine's side of a venue client: where it sends events and health, and what it may read."""
+
+    @property
+    def venue(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger: ...
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    def publish(self, event: Event) -> None:
+        """Put a market event on the bus; book events are applied to the book before this returns."""
+
+    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
+        """Move a book's health; publishes a ``FeedStatus`` when it changes."""
+
+    def book(self, symbol: str) -> L2Book:
+        """The engine's book for ``symbol`` (read it; change it only through ``publish``)."""
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Make an instrument's tick/lot/min-notional known to risk and execution."""
+
+    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
+        """Add to a named counter of this venue (per symbol when given): ``parse_errors``, ``gaps``..."""
+
+
+class VenueClient(Protocol):
+    """A running market-data connection set for one venue."""
+
+    symbols: list[str]
+
+    async def run(self) -> None:
+        """Connect, subscribe and stream until cancelled; reconnects by itself; never returns normally."""
+
+
+@dataclass(slots=True)
+class VenueCounters:
+    """Counters of one venue connection set, reported in the summary."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + n

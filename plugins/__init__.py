@@ -1,0 +1,1 @@
+"""First-party botframe plugins (installed as ``botframe_plugins``)."""

@@ -1,0 +1,1 @@
+"""Bundled strategies of botframe (installed as ``botframe_strategies``)."""
