@@ -1,0 +1,690 @@
+"""The engine: builds every component from settings and plugins, runs them under one TaskGroup.
+
+Per market event the path is direct calls resolved here at start-up (no pluggy, no queues)::
+
+    venue parser -> bus.publish(BookDelta) -> MarketSlot.on_delta: book.apply -> signals -> strategies
+                                            -> paper executor (its own subscription)
+
+Orders go ``StrategyContext -> Engine.submit -> journal -> RiskGate -> OrderTracker -> executor``;
+executors report back through ``Engine.report -> journal -> orders/portfolio -> bus -> strategies``.
+Reports that arrive while a strategy callback is running are delivered to strategies right after it
+returns, so a strategy never sees its own fill before ``buy()`` has returned.
+
+Every task is owned: spawned tasks run inside the engine's TaskGroup through a guard that logs a
+crash, marks the run failed and asks for a clean shutdown, so one failing task never hangs the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import signal
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .book import L2Book
+from .bus import EventBus
+from .clock import Clock, LiveClock
+from .events import (
+    BookDelta,
+    BookHealth,
+    BookSnapshot,
+    FeedStatus,
+    Fill,
+    HealthReason,
+    OrderDenied,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdate,
+    Trade,
+    TradingStateChanged,
+)
+from .journal import Journal
+from .log import get_logger
+from .orders import ClientOrderIds, Order, OrderTracker
+from .portfolio import Portfolio
+from .risk import RiskContext, RiskGate, TradingStateMachine
+from .signals import SignalSet
+from .strategy import PnL, Strategy, StrategyContext, StrategyRunner, StrategySettings
+from .venues import Endpoints, Instrument
+
+if TYPE_CHECKING:
+    from .execution import Executor
+    from .plugins import PluginSystem
+    from .services import Service
+    from .settings import Settings
+    from .venues import VenueClient
+
+__all__ = ["Engine", "MarketSlot", "RunSummary"]
+
+
+class MarketSlot:
+    """Everything attached to one (venue, symbol): its book, its signals, the strategies that read it."""
+
+    __slots__ = ("book", "runners", "signals", "symbol", "venue")
+
+    def __init__(self, venue: str, symbol: str) -> None:
+        self.venue = venue
+        self.symbol = symbol
+        self.book = L2Book(venue, symbol)
+        self.signals: SignalSet | None = None
+        self.runners: list[StrategyRunner] = []
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a run did; printed at the end and returned to tests."""
+
+    duration_secs: float = 0.0
+    messages: int = 0
+    events: int = 0
+    books: list[dict[str, Any]] = field(default_factory=list)
+    orders_by_status: dict[str, int] = field(default_factory=dict)
+    denials: int = 0
+    fills: int = 0
+    fees: Decimal = Decimal(0)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    failed: bool = False
+    venue_counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    strategy_errors: dict[str, int] = field(default_factory=dict)
+
+
+class _VenueContext:
+    """The engine's implementation of :class:`botframe.venues.VenueContext` for one venue."""
+
+    def __init__(self, engine: Engine, venue: str) -> None:
+        self._engine = engine
+        self.venue = venue
+        self.clock = engine.clock
+        self.log = get_logger("botframe.venue", venue=venue)
+        self.endpoints = engine.endpoints
+        self.publish = engine.bus.publish  # bound once: the hot path
+        self.counters: Counter[str] = Counter()
+        self.symbol_counters: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
+        slot = self._engine.slot(self.venue, symbol)
+        status = slot.book.set_health(health, reason, self.clock.time_ns(), detail)
+        if status is not None:
+            self.log.info("book health", symbol=symbol, health=health.value, reason=reason.value,
+                          previous=status.previous.value, detail=detail)
+            self._engine.bus.publish(status)
+
+    def book(self, symbol: str) -> L2Book:
+        return self._engine.slot(self.venue, symbol).book
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        self._engine.instruments[(instrument.venue, instrument.symbol)] = instrument
+
+    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
+        self.counters[name] += n
+        if symbol:
+            self.symbol_counters[symbol][name] += n
+
+
+class _ExecutorContext:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.clock = engine.clock
+        self.bus = engine.bus
+        self.log = get_logger("botframe.executor")
+        self.endpoints = engine.endpoints
+
+    def book(self, venue: str, symbol: str) -> L2Book | None:
+        slot = self._engine.slots.get((venue, symbol))
+        return slot.book if slot is not None else None
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        return self._engine.instruments.get((venue, symbol))
+
+    def report(self, event: OrderUpdate | Fill) -> None:
+        self._engine.report(event)
+
+
+class _ServiceContext:
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
+        self.clock = engine.clock
+        self.log = get_logger("botframe.service", service=name)
+        self.endpoints = engine.endpoints
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        return self._engine.spawn(coro, name=name)
+
+
+class Engine:
+    """Builds and runs one bot from validated settings and loaded plugins."""
+
+    def __init__(self, settings: Settings, plugins: PluginSystem, *, clock: Clock | None = None,
+                 out: TextIO | None = None, live_view: bool | None = None) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.hooks = plugins.hooks
+        self.clock: Clock = clock if clock is not None else LiveClock()
+        self.out = out if out is not None else sys.stdout
+        self.live_view = self.out.isatty() if live_view is None else live_view
+        self.log = get_logger("botframe.engine")
+        self.bus = EventBus()
+        self.endpoints = Endpoints()
+        self.slots: dict[tuple[str, str], MarketSlot] = {}
+        self.instruments: dict[tuple[str, str], Instrument] = {}
+        self.failed = False
+        self.summary: RunSummary | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._services: list[tuple[str, Service]] = []
+        self._venues: list[tuple[str, VenueClient, _VenueContext]] = []
+        self._runners: dict[str, StrategyRunner] = {}
+        self._order_strategy: dict[str, str] = {}
+        self._timers: list[tuple[int, str, str, int]] = []  # (due_ns, strategy, name, interval_ns)
+        self._dispatch_depth = 0
+        self._pending: list[OrderUpdate | Fill] = []
+        self._started_ns = 0
+        self._fills = 0
+        self._fees = Decimal(0)
+        self._hook_on_fill = False
+        self._hook_on_update = False
+        self._hook_on_status = False
+        self._build()
+
+    # -- building -------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        s = self.settings
+        self.hooks.configure(s)
+        self.journal: Journal | None = None
+        if s.journal.enabled:
+            self.journal = Journal(s.resolve_path(s.journal.path), fsync=s.journal.fsync)
+        self.portfolio = Portfolio(starting_cash=dict(s.portfolio.starting_cash))
+        self.orders = OrderTracker()
+        self.trading_state = TradingStateMachine()
+        start_counter = 0
+        if self.journal is not None:
+            recovered = self.journal.recover()
+            start_counter = recovered.max_client_order_counter
+            for fill in recovered.fills:
+                self.portfolio.on_fill(fill)
+                self._fills += 1
+                self._fees += fill.fee
+            if recovered.trading_state is not None:
+                self.trading_state.restore(recovered.trading_state)
+            for order_update in recovered.open_orders:
+                # A paper venue does not survive a restart: its resting orders are gone with it.
+                self.journal.record(OrderUpdate(
+                    client_order_id=order_update.client_order_id, venue=order_update.venue,
+                    symbol=order_update.symbol, status=OrderStatus.EXPIRED, side=order_update.side,
+                    quantity=order_update.quantity, filled_quantity=order_update.filled_quantity,
+                    price=order_update.price, reason="expired at restart", ts_ns=self.clock.time_ns()))
+        self.client_ids = ClientOrderIds(start_counter=start_counter)
+        self.risk_context = RiskContext(
+            books=self._book_or_none,
+            signal=self.signal,
+            portfolio=self.portfolio,
+            orders=self.orders,
+            instruments=self.instrument,
+            clock=self.clock,
+            trading_state=self.trading_state,
+            settings=s.risk,
+        )
+        self.gate = RiskGate(self.hooks.check_order, self.risk_context, self.bus.publish)
+        self._hook_on_fill = self.hooks.has_observers("botframe_on_fill")
+        self._hook_on_update = self.hooks.has_observers("botframe_on_order_update")
+        self._hook_on_status = self.hooks.has_observers("botframe_on_feed_status")
+
+        # Order of subscription is order of delivery: books and strategies first, executors after.
+        self.bus.subscribe(BookSnapshot, self._on_snapshot)
+        self.bus.subscribe(BookDelta, self._on_delta)
+        self.bus.subscribe(Trade, self._on_trade)
+        self.bus.subscribe(FeedStatus, self._on_feed_status)
+        self.bus.subscribe(OrderDenied, self._on_denied)
+        self.bus.subscribe(TradingStateChanged, self._on_trading_state)
+
+        for name in s.enabled_services():
+            entry = self.plugins.services.get(name)
+            assert entry is not None  # load_settings validated every section against the registry
+            self._services.append((name, entry.factory(s.section("services", name), _ServiceContext(self, name))))
+        for name in s.venues:
+            entry = self.plugins.venues.get(name)
+            assert entry is not None
+            ctx = _VenueContext(self, name)
+            client: VenueClient = entry.factory(s.section("venues", name), ctx)
+            for symbol in client.symbols:
+                self.slot(name, symbol)
+            self._venues.append((name, client, ctx))
+        executor_entry = self.plugins.executors.get(s.executor)
+        assert executor_entry is not None
+        executor_settings = (s.plugin_sections["executors"].get(s.executor)
+                             or executor_entry.settings_model())
+        self.executor: Executor = executor_entry.factory(executor_settings, _ExecutorContext(self))
+        for name in s.strategies:
+            self._build_strategy(name)
+
+    def _build_strategy(self, name: str) -> None:
+        entry = self.plugins.strategies.get(name)
+        assert entry is not None
+        settings = self.settings.section("strategies", name)
+        assert isinstance(settings, StrategySettings)
+        log = get_logger("botframe.strategy", strategy=name)
+        ctx = StrategyContext(name, settings.venue, self, log)
+        strategy: Strategy[Any] = entry.factory(settings, ctx)
+        runner = StrategyRunner(name, strategy, self.settings.engine.max_strategy_errors, log,
+                                on_stopped=self._strategy_stopped)
+        self._runners[name] = runner
+        specs = list(strategy.signal_specs())
+        for symbol in settings.symbols:
+            slot = self.slot(settings.venue, symbol)
+            slot.runners.append(runner)
+            if specs:
+                existing = list(slot.signals.specs) if slot.signals is not None else []
+                merged = existing + [sp for sp in specs if sp not in existing]
+                slot.signals = SignalSet(slot.book, merged)
+
+    def slot(self, venue: str, symbol: str) -> MarketSlot:
+        key = (venue, symbol)
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = MarketSlot(venue, symbol)
+        return slot
+
+    # -- the per-event path ---------------------------------------------------------------------------
+
+    def _on_snapshot(self, ev: BookSnapshot) -> None:
+        slot = self.slots.get((ev.venue, ev.symbol))
+        if slot is None:
+            return
+        slot.book.apply_snapshot(ev)
+        if slot.signals is not None:
+            slot.signals.on_snapshot(ev)
+        self._dispatch_book(slot)
+
+    def _on_delta(self, ev: BookDelta) -> None:
+        slot = self.slots.get((ev.venue, ev.symbol))
+        if slot is None:
+            return
+        slot.book.apply_delta(ev)
+        if slot.signals is not None:
+            slot.signals.on_delta(ev)
+        self._dispatch_book(slot)
+
+    def _dispatch_book(self, slot: MarketSlot) -> None:
+        if slot.runners and slot.book.health is BookHealth.LIVE:
+            self._dispatch_depth += 1
+            try:
+                for runner in slot.runners:
+                    runner.book(slot.book)
+            finally:
+                self._dispatch_depth -= 1
+            if self._pending and not self._dispatch_depth:
+                self._deliver_pending()
+
+    def _on_trade(self, ev: Trade) -> None:
+        slot = self.slots.get((ev.venue, ev.symbol))
+        if slot is None:
+            return
+        if slot.signals is not None:
+            slot.signals.on_trade(ev)
+        if slot.runners:
+            self._dispatch_depth += 1
+            try:
+                for runner in slot.runners:
+                    runner.trade(ev)
+            finally:
+                self._dispatch_depth -= 1
+            if self._pending and not self._dispatch_depth:
+                self._deliver_pending()
+
+    def _on_feed_status(self, ev: FeedStatus) -> None:
+        slot = self.slots.get((ev.venue, ev.symbol))
+        if slot is not None:
+            for runner in slot.runners:
+                runner.feed_status(ev)
+        if self._hook_on_status:
+            self.hooks.on_feed_status(ev)
+
+    def _on_denied(self, ev: OrderDenied) -> None:
+        if self.journal is not None:
+            self.journal.record(ev)
+
+    def _on_trading_state(self, ev: TradingStateChanged) -> None:
+        if self.journal is not None:
+            self.journal.record(ev)
+        self.log.warning("trading state changed", previous=ev.previous.value, state=ev.state.value,
+                         reason=ev.reason)
+
+    # -- orders (the OrderRouter protocol of StrategyContext) -----------------------------------------
+
+    def _book_or_none(self, venue: str, symbol: str) -> L2Book | None:
+        slot = self.slots.get((venue, symbol))
+        return slot.book if slot is not None else None
+
+    def book(self, venue: str, symbol: str) -> L2Book | None:
+        return self._book_or_none(venue, symbol)
+
+    def signal(self, venue: str, symbol: str, name: str) -> float | None:
+        slot = self.slots.get((venue, symbol))
+        if slot is None or slot.signals is None:
+            return None
+        return slot.signals.value(name)
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        return self.instruments.get((venue, symbol))
+
+    def position(self, venue: str, symbol: str) -> Decimal:
+        return self.portfolio.position(venue, symbol)
+
+    def pnl(self, venue: str | None, symbol: str | None) -> PnL:
+        self._mark_all()
+        return self.portfolio.pnl(venue, symbol)
+
+    def open_orders(self, strategy: str, venue: str | None, symbol: str | None) -> list[Order]:
+        return [o for o in self.orders.open_orders(venue, symbol) if o.strategy == strategy]
+
+    def next_client_order_id(self) -> str:
+        return self.client_ids.next()
+
+    def submit(self, intent: OrderIntent) -> bool:
+        if self.journal is not None:
+            self.journal.record(intent)  # before anything acts on it: a crash cannot lose it
+        denials = self.gate.check(intent)
+        if denials:
+            reason = "; ".join(f"{d.check}: {d.reason}" for d in denials)
+            runner = self._runners.get(intent.strategy)
+            if runner is not None:
+                runner.order_update(OrderUpdate(
+                    client_order_id=intent.client_order_id, venue=intent.venue, symbol=intent.symbol,
+                    status=OrderStatus.REJECTED, side=intent.side, quantity=intent.quantity,
+                    price=intent.price, reason=f"denied by risk: {reason}", ts_ns=intent.ts_ns))
+            return False
+        self.orders.add(intent)
+        self._order_strategy[intent.client_order_id] = intent.strategy
+        self.executor.submit(intent)
+        return True
+
+    def cancel(self, strategy: str, client_order_id: str) -> None:
+        if self._order_strategy.get(client_order_id) != strategy:
+            self.log.warning("cancel of an order this strategy does not own ignored", strategy=strategy,
+                             client_order_id=client_order_id)
+            return
+        self.executor.cancel(client_order_id)
+
+    def replace(self, strategy: str, client_order_id: str, quantity: Decimal | None,
+                price: Decimal | None) -> str | None:
+        order = self.orders.get(client_order_id)
+        if order is None or order.strategy != strategy or order.status.is_terminal:
+            return None
+        new_id = self.client_ids.next()
+        intent = OrderIntent(
+            client_order_id=new_id, strategy=strategy, venue=order.venue, symbol=order.symbol,
+            side=order.side, quantity=quantity if quantity is not None else order.quantity,
+            order_type=order.order_type, price=price if price is not None else order.price,
+            time_in_force=order.time_in_force, post_only=order.post_only, reduce_only=order.reduce_only,
+            ts_ns=self.clock.time_ns())
+        if self.journal is not None:
+            self.journal.record(intent)
+        if self.gate.check(intent):
+            return None
+        self.orders.add(intent)
+        self._order_strategy[new_id] = strategy
+        self.executor.replace(client_order_id, new_id, quantity=intent.quantity, price=intent.price)
+        return new_id
+
+    def set_timer(self, strategy: str, name: str, interval_secs: float) -> None:
+        interval_ns = max(1, int(interval_secs * 1e9))
+        self._timers = [t for t in self._timers if not (t[1] == strategy and t[2] == name)]
+        heapq.heapify(self._timers)
+        heapq.heappush(self._timers, (self.clock.monotonic_ns() + interval_ns, strategy, name, interval_ns))
+
+    # -- executor reports -----------------------------------------------------------------------------
+
+    def report(self, event: OrderUpdate | Fill) -> None:
+        """Record, apply and publish an executor's report (journal first: it is the source of truth)."""
+        if self.journal is not None:
+            self.journal.record(event)
+        if isinstance(event, Fill):
+            self.orders.on_fill(event)
+            self.portfolio.on_fill(event)
+            self._fills += 1
+            self._fees += event.fee
+        else:
+            self.orders.apply(event)
+        self.bus.publish(event)
+        if self._dispatch_depth:
+            self._pending.append(event)
+        else:
+            self._deliver(event)
+
+    def _deliver_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for event in pending:
+            self._deliver(event)
+
+    def _deliver(self, event: OrderUpdate | Fill) -> None:
+        runner = self._runners.get(self._order_strategy.get(event.client_order_id, ""))
+        self._dispatch_depth += 1
+        try:
+            if isinstance(event, Fill):
+                if runner is not None:
+                    runner.fill(event)
+                if self._hook_on_fill:
+                    self.hooks.on_fill(event)
+            else:
+                if runner is not None:
+                    runner.order_update(event)
+                if self._hook_on_update:
+                    self.hooks.on_order_update(event)
+        finally:
+            self._dispatch_depth -= 1
+        if self._pending:
+            self._deliver_pending()
+
+    def _strategy_stopped(self, strategy: str) -> None:
+        for order in self.orders.open_orders(None, None):
+            if order.strategy == strategy:
+                self.executor.cancel(order.client_order_id)
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as an owned task; a crash is logged and stops the run cleanly."""
+        if self._tg is None:
+            coro.close()
+            raise RuntimeError("the engine is not running")
+        task = self._tg.create_task(self._guard(coro, name), name=name)
+        self._tasks.append(task)
+        return task
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed = True
+            self.log.error("task failed; shutting down", task=name, error=repr(exc), exc_info=exc)
+            self.request_stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> RunSummary:
+        """Run until ``duration_secs`` elapses, a stop is requested, or a task fails; return the summary."""
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or not supported
+        self._started_ns = self.clock.monotonic_ns()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                try:
+                    await self._start()
+                    await self._wait_for_stop()
+                except Exception as exc:
+                    self.failed = True
+                    self.log.error("start-up failed; shutting down", error=repr(exc), exc_info=exc)
+                await self._wind_down()
+                for task in self._tasks:
+                    task.cancel()
+        finally:
+            self._tg = None
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self._close()
+        self.summary = self._make_summary()
+        return self.summary
+
+    async def _start(self) -> None:
+        for name, service in self._services:
+            self.log.info("starting service", service=name)
+            await service.start()
+        self.hooks.startup(self)
+        await self.executor.start()
+        for runner in self._runners.values():
+            runner.start()
+        for name, client, _ctx in self._venues:
+            for symbol in client.symbols:
+                self.slot(name, symbol)
+            self.spawn(client.run(), name=f"venue:{name}")
+        self.spawn(self._timer_loop(), name="timers")
+        self.spawn(self._status_loop(), name="status")
+        if self.journal is not None:
+            self.spawn(self._journal_flush_loop(), name="journal-flush")
+        for sub in self.bus.slow_subscribers:
+            self.spawn(sub.drain_forever(), name=f"slow:{sub.name}")
+
+    async def _wait_for_stop(self) -> None:
+        duration = self.settings.duration_secs
+        if duration <= 0:
+            await self._stop.wait()
+            return
+        deadline_ns = self._started_ns + int(duration * 1e9)
+        while not self._stop.is_set():
+            remaining = (deadline_ns - self.clock.monotonic_ns()) / 1e9
+            if remaining <= 0:
+                break
+            stop_wait = asyncio.ensure_future(self._stop.wait())
+            sleeper = asyncio.ensure_future(self.clock.sleep(min(remaining, 0.5)))
+            _done, pending = await asyncio.wait({stop_wait, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            for p in pending:
+                p.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _wind_down(self) -> None:
+        """Stop strategies, cancel every open order and give the executor a moment to confirm."""
+        self.log.info("stopping strategies and cancelling open orders")
+        for runner in self._runners.values():
+            runner.stop()
+        for order in self.orders.open_orders(None, None):
+            self.executor.cancel(order.client_order_id)
+        deadline = self.clock.monotonic_ns() + int(self.settings.engine.shutdown_timeout_secs * 1e9)
+        while self.orders.open_orders(None, None) and self.clock.monotonic_ns() < deadline:
+            await asyncio.sleep(0.01)
+        for name, _service in self._services:
+            self.log.debug("service will stop", service=name)
+
+    async def _close(self) -> None:
+        try:
+            await self.executor.stop()
+        except Exception as exc:
+            self.log.error("executor stop failed", error=repr(exc))
+        for name, service in reversed(self._services):
+            try:
+                await service.stop()
+            except Exception as exc:
+                self.log.error("service stop failed", service=name, error=repr(exc))
+        try:
+            self.hooks.shutdown(self)
+        except Exception as exc:
+            self.log.error("shutdown hook failed", error=repr(exc))
+        for (venue, symbol), slot in self.slots.items():
+            status = slot.book.set_health(BookHealth.CONNECTING, HealthReason.STOPPED, self.clock.time_ns())
+            if status is not None:
+                self.log.debug("book closed", venue=venue, symbol=symbol)
+        if self.journal is not None:
+            self.journal.close()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await self.clock.sleep(0.05)
+            now = self.clock.monotonic_ns()
+            while self._timers and self._timers[0][0] <= now:
+                due, strategy, name, interval = heapq.heappop(self._timers)
+                heapq.heappush(self._timers, (max(due + interval, now), strategy, name, interval))
+                runner = self._runners.get(strategy)
+                if runner is not None:
+                    self._dispatch_depth += 1
+                    try:
+                        runner.timer(name, self.clock.time_ns())
+                    finally:
+                        self._dispatch_depth -= 1
+                    if self._pending:
+                        self._deliver_pending()
+
+    async def _journal_flush_loop(self) -> None:
+        assert self.journal is not None
+        while True:
+            await asyncio.sleep(0.05)
+            self.journal.flush()
+
+    async def _status_loop(self) -> None:
+        from .status import StatusView
+
+        view = StatusView(self, self.out, live=self.live_view)
+        try:
+            await view.run(self.settings.engine.status_interval_secs)
+        finally:
+            view.close()
+
+    # -- reporting ------------------------------------------------------------------------------------
+
+    def _mark_all(self) -> None:
+        for (venue, symbol), slot in self.slots.items():
+            mid = slot.book.mid()
+            if mid is not None:
+                self.portfolio.mark(venue, symbol, mid)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {name: dict(ctx.counters) for name, _c, ctx in self._venues}
+
+    def messages(self) -> int:
+        return sum(ctx.counters.get("messages", 0) for _n, _c, ctx in self._venues)
+
+    def _make_summary(self) -> RunSummary:
+        self._mark_all()
+        summary = RunSummary(
+            duration_secs=(self.clock.monotonic_ns() - self._started_ns) / 1e9,
+            messages=self.messages(),
+            events=self.bus.published,
+            orders_by_status={k.value: v for k, v in self.orders.counts_by_status().items()},
+            denials=sum(self.gate.counts.values()) if hasattr(self.gate, "counts") else 0,
+            fills=self._fills,
+            fees=self._fees,
+            failed=self.failed,
+            venue_counters=self.counters(),
+            strategy_errors={name: r.errors for name, r in self._runners.items()},
+        )
+        for (venue, symbol), slot in sorted(self.slots.items()):
+            book = slot.book
+            bid, ask = book.best_bid(), book.best_ask()
+            summary.books.append({
+                "venue": venue, "symbol": symbol, "health": book.health.value,
+                "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
+                "levels": book.bid_count + book.ask_count,
+            })
+        for row in self.portfolio.summary():
+            summary.positions.append(row)
+        total = self.portfolio.pnl(None, None)
+        summary.realized_pnl = total.realized
+        summary.unrealized_pnl = total.unrealized
+        return summary

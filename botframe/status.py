@@ -1,0 +1,124 @@
+"""What a person sees while a bot runs and when it ends.
+
+On a terminal: a live rich view (events/s, book health, position, PnL, orders) refreshed in place.
+Otherwise: one structured log line per ``status_interval_secs``. At the end: the run summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from .log import get_logger
+
+if TYPE_CHECKING:
+    from .engine import Engine, RunSummary
+
+__all__ = ["StatusView", "render_summary"]
+
+
+class StatusView:
+    """Shows progress of a running engine, live on a terminal or as periodic log lines."""
+
+    def __init__(self, engine: Engine, out: TextIO, *, live: bool) -> None:
+        self._engine = engine
+        self._out = out
+        self._live: Live | None = None
+        self._log = get_logger("botframe.status")
+        self._last_events = 0
+        self._last_ns = engine.clock.monotonic_ns()
+        if live:
+            self._live = Live(console=Console(file=out), refresh_per_second=4, transient=True)
+            self._live.start()
+
+    async def run(self, interval_secs: float) -> None:
+        period = 0.25 if self._live is not None else interval_secs
+        while True:
+            await asyncio.sleep(period)
+            snapshot = self._snapshot()
+            if self._live is not None:
+                self._live.update(self._render(snapshot))
+            else:
+                self._log.info("status", **snapshot)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _snapshot(self) -> dict[str, Any]:
+        engine = self._engine
+        now = engine.clock.monotonic_ns()
+        events = engine.bus.published
+        elapsed = max(now - self._last_ns, 1) / 1e9
+        rate = (events - self._last_events) / elapsed
+        self._last_events, self._last_ns = events, now
+        pnl = engine.pnl(None, None)
+        return {
+            "events_per_sec": round(rate),
+            "events": events,
+            "messages": engine.messages(),
+            "books": {f"{v}:{s}": slot.book.health.value for (v, s), slot in engine.slots.items()},
+            "positions": {f"{r['venue']}:{r['symbol']}": str(r["position"])
+                          for r in engine.portfolio.summary()},
+            "open_orders": len(engine.orders.open_orders(None, None)),
+            "fills": engine._fills,
+            "pnl": str(pnl.net.quantize(_CENT)),
+        }
+
+    def _render(self, snap: dict[str, Any]) -> Group:
+        head = Table.grid(padding=(0, 2))
+        head.add_row(f"events/s [bold]{snap['events_per_sec']}[/]", f"events {snap['events']}",
+                     f"open orders {snap['open_orders']}", f"fills {snap['fills']}",
+                     f"PnL [bold]{snap['pnl']}[/]")
+        books = Table("book", "health", "position", title="botframe", title_justify="left")
+        for key, health in snap["books"].items():
+            books.add_row(key, health, snap["positions"].get(key, "0"))
+        return Group(head, books)
+
+
+_CENT = Decimal("0.01")
+
+
+def render_summary(summary: RunSummary, out: TextIO) -> None:
+    """Print the end-of-run summary as plain tables (readable in a terminal and in a CI log)."""
+    console = Console(file=out, width=120, no_color=not out.isatty(), highlight=False)
+    console.print(f"botframe run summary ({summary.duration_secs:.1f} s)"
+                  + ("  [FAILED: see the log]" if summary.failed else ""))
+    console.print(f"messages processed: {summary.messages}   events processed: {summary.events}   "
+                  f"denials: {summary.denials}   fills: {summary.fills}   fees: {summary.fees}")
+    books = Table("venue", "symbol", "health", "best bid", "best ask", "levels", title="books",
+                  title_justify="left")
+    for b in summary.books:
+        books.add_row(b["venue"], b["symbol"], b["health"], _fmt(b["best_bid"]), _fmt(b["best_ask"]),
+                      str(b["levels"]))
+    console.print(books)
+    orders = Table("status", "count", title="orders", title_justify="left")
+    for status, count in sorted(summary.orders_by_status.items()):
+        orders.add_row(status, str(count))
+    if not summary.orders_by_status:
+        orders.add_row("(none)", "0")
+    console.print(orders)
+    positions = Table("venue", "symbol", "position", "avg entry", "realized", "unrealized", "fees",
+                      title="positions and PnL", title_justify="left")
+    for p in summary.positions:
+        positions.add_row(str(p["venue"]), str(p["symbol"]), str(p["position"]), str(p.get("avg_entry", "")),
+                          str(p.get("realized_pnl", "")), str(p.get("unrealized_pnl", "")),
+                          str(p.get("fees", "")))
+    console.print(positions)
+    console.print(f"total realized PnL: {summary.realized_pnl}   unrealized PnL: {summary.unrealized_pnl}")
+    for venue, counters in summary.venue_counters.items():
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
+        console.print(f"venue {venue}: {shown or 'no counters'}")
+    for name, errors in summary.strategy_errors.items():
+        if errors:
+            console.print(f"strategy {name}: {errors} errors")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
