@@ -521,7 +521,8 @@ class SignalSet:
             bt = bp[-levels:]
             at = ap[-levels:]
             wb: float = sum(map(mul, weights[levels - len(bt) :], map(b._bid_sizes.__getitem__, bt)))
-            wa: float = sum(map(mul, weights[levels - len(at) :], map(b._ask_sizes.__getitem__, map(neg, at))))
+            asizes = map(b._ask_sizes.__getitem__, map(neg, at))
+            wa: float = sum(map(mul, weights[levels - len(at) :], asizes))
             return (wb - wa) / (wb + wa)
 
         return weighted
