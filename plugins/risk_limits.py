@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from botframe.events import BookHealth, OrderIntent, OrderType, Side
+from botframe.events import BookHealth, OrderIntent, OrderType, Side, TradingState
 from botframe.hookspecs import hookimpl
 from botframe.risk import Denial, RiskContext, evaluate_loss_limits, reference_price, would_reduce
 
@@ -229,6 +229,6 @@ def check_loss_limits(intent: OrderIntent, context: RiskContext) -> Denial | Non
     not reduce the position, so the bot can still get flat.
     """
     denial = evaluate_loss_limits(context)
-    if denial is not None and would_reduce(intent, context):
+    if denial is not None and context.state is TradingState.REDUCING and would_reduce(intent, context):
         return None
     return denial
