@@ -179,6 +179,10 @@ class OrderTracker:
         self._finished: OrderedDict[str, Order] = OrderedDict()
         self._max_finished = max_finished
         self._status_counts: dict[OrderStatus, int] = dict.fromkeys(OrderStatus, 0)
+        # Per (venue, symbol, side): open remaining quantity and the most aggressive open order,
+        # computed on demand and dropped whenever an order of that side is added, filled or finished;
+        # the risk checks read them on every intent.
+        self._side_cache: dict[tuple[str, str, Side], tuple[Decimal, Order | None]] = {}
         #: Reports not applied, by reason: illegal transitions, unknown ids, duplicates, over-fills...
         self.problems: dict[str, int] = {}
 
@@ -193,6 +197,7 @@ class OrderTracker:
         self._open[coid] = order
         self._open_by_symbol.setdefault((order.venue, order.symbol), {})[coid] = order
         self._status_counts[order.status] += 1
+        self._side_cache.pop((order.venue, order.symbol, order.side), None)
         return order
 
     def get(self, client_order_id: str) -> Order | None:
@@ -224,6 +229,31 @@ class OrderTracker:
     def open_orders_view(self, venue: str, symbol: str) -> Mapping[str, Order]:
         """The open orders of one book, without copying (read it, do not keep it)."""
         return self._open_by_symbol.get((venue, symbol), _EMPTY)
+
+    def open_quantity(self, venue: str, symbol: str, side: Side) -> Decimal:
+        """Remaining quantity of our open orders on one side of one book."""
+        return self._side_summary(venue, symbol, side)[0]
+
+    def most_aggressive(self, venue: str, symbol: str, side: Side) -> Order | None:
+        """Our open order on ``side`` that the other side would meet first (market orders first,
+        then the highest buy or the lowest sell), or None when there is none."""
+        return self._side_summary(venue, symbol, side)[1]
+
+    def _side_summary(self, venue: str, symbol: str, side: Side) -> tuple[Decimal, Order | None]:
+        key = (venue, symbol, side)
+        found = self._side_cache.get(key)
+        if found is not None:
+            return found
+        total = Decimal(0)
+        best: Order | None = None
+        for order in self._open_by_symbol.get((venue, symbol), _EMPTY).values():
+            if order.side is not side:
+                continue
+            total += order.remaining_quantity
+            if best is None or _more_aggressive(order, best):
+                best = order
+        found = self._side_cache[key] = (total, best)
+        return found
 
     def counts_by_status(self) -> dict[OrderStatus, int]:
         """How many orders are in each status now (every status present, zeros included)."""
@@ -290,6 +320,7 @@ class OrderTracker:
                 return order
             order.fill_ids.add(fill.fill_id)
         order.filled_quantity += fill.quantity
+        self._side_cache.pop((order.venue, order.symbol, order.side), None)
         order.filled_notional += fill.quantity * fill.price
         if order.filled_quantity > 0:
             order.avg_fill_price = order.filled_notional / order.filled_quantity
@@ -321,6 +352,7 @@ class OrderTracker:
 
     def _finish(self, order: Order) -> None:
         coid = order.client_order_id
+        self._side_cache.pop((order.venue, order.symbol, order.side), None)
         self._open.pop(coid, None)
         key = (order.venue, order.symbol)
         by_symbol = self._open_by_symbol.get(key)
@@ -332,11 +364,11 @@ class OrderTracker:
         while len(self._finished) > self._max_finished:
             self._finished.popitem(last=False)
 
-    @staticmethod
-    def _merge_details(order: Order, update: OrderUpdate) -> None:
+    def _merge_details(self, order: Order, update: OrderUpdate) -> None:
         # Cumulative fill quantity only grows; the fills themselves carry prices.
         if update.filled_quantity > order.filled_quantity:
             order.filled_quantity = update.filled_quantity
+            self._side_cache.pop((order.venue, order.symbol, order.side), None)
         if update.venue_order_id:
             order.venue_order_id = update.venue_order_id
         if update.reason:
@@ -350,6 +382,15 @@ class OrderTracker:
 
 
 _EMPTY: Mapping[str, Order] = {}
+
+
+def _more_aggressive(order: Order, than: Order) -> bool:
+    """Whether ``order`` would meet the other side before ``than`` (same side; market orders first)."""
+    if than.price is None:
+        return False
+    if order.price is None:
+        return True
+    return order.price > than.price if order.side is Side.BUY else order.price < than.price
 _FILL_STATUSES = frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})
 _PRE_FILL_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 

@@ -99,6 +99,13 @@ class Position:
             return self.quantity * self.mark - self.cost
 
     @property
+    def exposure(self) -> Decimal:
+        """``|quantity| x mark`` (zero while unmarked)."""
+        if self.mark is None or not self.quantity:
+            return _ZERO
+        return _CONTEXT.multiply(abs(self.quantity), self.mark)
+
+    @property
     def market_value(self) -> Decimal:
         """Signed ``quantity x mark`` (zero while unmarked)."""
         if self.mark is None:
@@ -116,11 +123,13 @@ class _Account:
     realized: Decimal = _ZERO
     unrealized: Decimal = _ZERO
     fees: Decimal = _ZERO
+    gross: Decimal = _ZERO  # sum of |position| x mark
     peak_pnl: Decimal = _ZERO
 
     @property
     def pnl(self) -> Decimal:
-        return self.realized + self.unrealized - self.fees
+        # Explicit context methods: exact whatever the caller's context, and cheaper than localcontext.
+        return _CONTEXT.subtract(_CONTEXT.add(self.realized, self.unrealized), self.fees)
 
 
 class Portfolio:
@@ -137,6 +146,8 @@ class Portfolio:
         self._accounts: dict[str, _Account] = {}
         self._mark_exponents: dict[tuple[str, str], Decimal | None] = {}
         self._fill_ids: set[tuple[str, str, str]] = set()
+        #: Goes up on every fill and mark that is applied; readers may cache what they derive from it.
+        self.version = 0
         #: Inputs refused (malformed fills, bad marks), by reason.
         self.problems: dict[str, int] = {}
         for currency, amount in (starting_cash or {}).items():
@@ -162,8 +173,9 @@ class Portfolio:
             self._fill_ids.add(key)
         pos = self._position_for(fill.venue, fill.symbol)
         acct = self._account(pos.quote)
+        self.version += 1
         with decimal.localcontext(_CONTEXT):
-            before = pos.unrealized_pnl
+            before, before_gross = pos.unrealized_pnl, pos.exposure
             qty, price = fill.quantity, fill.price
             sign = 1 if fill.side is Side.BUY else -1
             notional = qty * price
@@ -178,6 +190,7 @@ class Portfolio:
             if not pos.marked_by_market:
                 pos.mark = price
             acct.unrealized += pos.unrealized_pnl - before
+            acct.gross += pos.exposure - before_gross
             if acct.pnl > acct.peak_pnl:
                 acct.peak_pnl = acct.pnl
         return pos
@@ -191,11 +204,13 @@ class Portfolio:
         if value is None:
             return
         acct = self._accounts[pos.quote]
+        self.version += 1
         with decimal.localcontext(_CONTEXT):
-            before = pos.unrealized_pnl
+            before, before_gross = pos.unrealized_pnl, pos.exposure
             pos.mark = value
             pos.marked_by_market = True
             acct.unrealized += pos.unrealized_pnl - before
+            acct.gross += pos.exposure - before_gross
             if acct.pnl > acct.peak_pnl:
                 acct.peak_pnl = acct.pnl
 
@@ -285,21 +300,28 @@ class Portfolio:
         acct = self._accounts.get(currency)
         return acct.peak_pnl if acct is not None else _ZERO
 
+    def reset_peak(self, currency: str | None = None) -> None:
+        """Make the current PnL the new peak (an operator accepted the loss and resumed trading)."""
+        for name, acct in self._accounts.items():
+            if currency is None or name == currency:
+                acct.peak_pnl = acct.pnl
+        self.version += 1
+
     def drawdown(self, currency: str) -> Decimal:
         """How far PnL is below its peak, in ``currency`` (0 at a new high)."""
         acct = self._accounts.get(currency)
         if acct is None:
             return _ZERO
-        with decimal.localcontext(_CONTEXT):
-            return acct.peak_pnl - acct.pnl
+        return _CONTEXT.subtract(acct.peak_pnl, acct.pnl)
 
     def gross_exposure(self, currency: str | None = None) -> Decimal:
         """Sum of ``|position| x mark`` over positions quoted in ``currency`` (all when None)."""
+        if currency is not None:
+            acct = self._accounts.get(currency)
+            return acct.gross if acct is not None else _ZERO
         total = _ZERO
-        with decimal.localcontext(_CONTEXT):
-            for pos in self._positions.values():
-                if pos.quantity and pos.mark is not None and (currency is None or pos.quote == currency):
-                    total += abs(pos.quantity) * pos.mark
+        for acct in self._accounts.values():
+            total = _CONTEXT.add(total, acct.gross)
         return total
 
     def summary(self) -> list[dict[str, str]]:
@@ -427,12 +449,12 @@ class Portfolio:
         return exponent
 
     def _total(self, currency: str | None, attr: str) -> Decimal:
-        accounts = self._accounts.values() if currency is None else (
-            [self._accounts[currency]] if currency in self._accounts else [])
+        if currency is not None:
+            acct = self._accounts.get(currency)
+            return getattr(acct, attr) if acct is not None else _ZERO
         total = _ZERO
-        with decimal.localcontext(_CONTEXT):  # ``pnl`` adds inside the getattr, so it needs the context too
-            for acct in accounts:
-                total += getattr(acct, attr)
+        for acct in self._accounts.values():
+            total = _CONTEXT.add(total, getattr(acct, attr))
         return total
 
     def _problem(self, kind: str, **details: str) -> None:

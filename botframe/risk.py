@@ -403,19 +403,29 @@ class RiskContext:
         self.publish: Publish | None = publish
         self.rate_limits = RateLimits(settings)
         self._limits: dict[tuple[str, str], SymbolLimits] = {}
+        # One-entry memo by identity: the checks of one intent pass the very same strings.
+        self._last_limits: tuple[str, str, SymbolLimits] = ("", "", settings.limits_for("", ""))
         self._rules: dict[tuple[str, str], tuple[Instrument, InstrumentRules]] = {}
         # (UTC day number, net PnL at the first look that day) per quote currency, for the daily loss.
         self.day_start_pnl: dict[str, tuple[int, Decimal]] = {}
+        # The last loss-limit verdict and what it was computed from (portfolio version, UTC day):
+        # PnL only changes with fills and marks, so most intents reuse it.
+        self.loss_verdict: tuple[int, int, Denial | None] | None = None
 
     @property
     def state(self) -> TradingState:
         return self.trading_state.state
 
     def limits(self, venue: str, symbol: str) -> SymbolLimits:
+        """The merged limits of one (venue, symbol); every check of an intent asks for the same ones."""
+        last = self._last_limits
+        if last[0] is venue and last[1] is symbol:
+            return last[2]
         key = (venue, symbol)
         found = self._limits.get(key)
         if found is None:
             found = self._limits[key] = self.settings.limits_for(venue, symbol)
+        self._last_limits = (venue, symbol, found)
         return found
 
     def rules(self, venue: str, symbol: str) -> InstrumentRules | None:
@@ -430,6 +440,12 @@ class RiskContext:
         rules = InstrumentRules.from_instrument(inst)
         self._rules[key] = (inst, rules)
         return rules
+
+    def reset_loss_limits(self) -> None:
+        """Measure drawdown and today's loss from the current PnL again (after an operator's resume)."""
+        self.portfolio.reset_peak()
+        self.day_start_pnl.clear()
+        self.loss_verdict = None
 
     def move_trading_state(self, state: TradingState, reason: str) -> TradingStateChanged | None:
         """Move the trading state and publish the event (None when nothing changed)."""
@@ -507,10 +523,7 @@ def would_reduce(intent: OrderIntent, context: RiskContext) -> bool:
     position = context.portfolio.position(intent.venue, intent.symbol)
     if not position or (position > 0) == (intent.side is Side.BUY):
         return False
-    pending = _ZERO
-    for order in context.orders.open_orders_view(intent.venue, intent.symbol).values():
-        if order.side is intent.side:
-            pending += order.remaining_quantity
+    pending = context.orders.open_quantity(intent.venue, intent.symbol, intent.side)
     return intent.quantity + pending <= abs(position)
 
 
@@ -554,6 +567,20 @@ def evaluate_loss_limits(context: RiskContext) -> Denial | None:
         return None
     portfolio = context.portfolio
     day = context.clock.time_ns() // _NS_PER_DAY
+    verdict = context.loss_verdict
+    if verdict is not None and verdict[0] == portfolio.version and verdict[1] == day:
+        return verdict[2]
+    denial = _loss_limit_denial(context, day)
+    context.loss_verdict = (portfolio.version, day, denial)
+    if denial is not None:
+        target = TradingState.HALTED if s.kill_switch_state == "halted" else TradingState.REDUCING
+        context.move_trading_state(target, f"kill switch: {denial.reason}")
+    return denial
+
+
+def _loss_limit_denial(context: RiskContext, day: int) -> Denial | None:
+    s = context.settings
+    portfolio = context.portfolio
     for currency in portfolio.currencies():
         pnl = portfolio.net_pnl(currency)
         denial: Denial | None = None
@@ -571,8 +598,6 @@ def evaluate_loss_limits(context: RiskContext) -> Denial | None:
                 denial = Denial("max_daily_loss", "loss_limits",
                                 f"today's loss {loss} {currency} exceeds {s.max_daily_loss}")
         if denial is not None:
-            target = TradingState.HALTED if s.kill_switch_state == "halted" else TradingState.REDUCING
-            context.move_trading_state(target, f"kill switch: {denial.reason}")
             return denial
     return None
 
@@ -676,6 +701,21 @@ class RiskGate:
                 return denial
         ctx.rate_limits.record_cancel(key, limits, now)
         return None
+
+    def resume(self, reason: str = "resumed by operator", *,
+               to: TradingState = TradingState.ACTIVE) -> TradingStateChanged | None:
+        """The operator's command: leave HALTED (or REDUCING) and measure losses from here again.
+
+        Without the reset, a kill switch whose limit is still exceeded would trip again at once.
+        """
+        ctx = self.context
+        ctx.reset_loss_limits()
+        event = ctx.trading_state.resume(reason, to=to, ts_ns=ctx.clock.time_ns())
+        if event is not None:
+            _log.warning("trading resumed", previous=event.previous.value, state=event.state.value,
+                         reason=reason)
+            self._publish(event)
+        return event
 
     def evaluate_kill_switch(self) -> Denial | None:
         """Run the loss limits now (call it periodically so the switch trips without new orders)."""

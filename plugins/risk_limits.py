@@ -33,8 +33,6 @@ run, so a disabled plugin can never let a malformed order or a halted bot throug
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from botframe.events import BookHealth, OrderIntent, OrderType, Side, TradingState
 from botframe.hookspecs import hookimpl
 from botframe.risk import Denial, RiskContext, evaluate_loss_limits, reference_price, would_reduce
@@ -49,9 +47,6 @@ __all__ = [
     "check_price_band",
     "check_self_trade",
 ]
-
-_ZERO = Decimal(0)
-
 
 @hookimpl(specname="botframe_check_order")
 def check_order_size(intent: OrderIntent, context: RiskContext) -> Denial | None:
@@ -85,10 +80,7 @@ def check_exposure(intent: OrderIntent, context: RiskContext) -> Denial | None:
     position = context.portfolio.position(intent.venue, intent.symbol)
     signed = intent.quantity if intent.side is Side.BUY else -intent.quantity
     if limits.max_position is not None:
-        pending = _ZERO
-        for order in context.orders.open_orders_view(intent.venue, intent.symbol).values():
-            if order.side is intent.side:
-                pending += order.remaining_quantity
+        pending = context.orders.open_quantity(intent.venue, intent.symbol, intent.side)
         worst = position + signed + (pending if intent.side is Side.BUY else -pending)
         if abs(worst) > limits.max_position:
             return Denial("max_position", "exposure",
@@ -202,21 +194,21 @@ def check_self_trade(intent: OrderIntent, context: RiskContext) -> Denial | None
     limits = context.limits(intent.venue, intent.symbol)
     if not limits.self_trade_prevention:
         return None
-    opposite = intent.side.opposite
+    # Only our most aggressive order on the other side matters: if that one is not crossed, none is.
+    order = context.orders.most_aggressive(intent.venue, intent.symbol, intent.side.opposite)
+    if order is None:
+        return None
     price = intent.price if intent.order_type is OrderType.LIMIT else None
-    for order in context.orders.open_orders_view(intent.venue, intent.symbol).values():
-        if order.side is not opposite:
-            continue
-        # A market order crosses everything; a resting market order (in flight) is crossed by anything.
-        crosses = (
-            price is None
-            or order.price is None
-            or (price >= order.price if intent.side is Side.BUY else price <= order.price)
-        )
-        if crosses:
-            return Denial("self_trade", "self_trade",
-                          f"{intent.side.value} at {price if price is not None else 'market'} would "
-                          f"cross our own {order.side.value} {order.client_order_id} at {order.price}")
+    # A market order crosses everything; a resting market order (in flight) is crossed by anything.
+    crosses = (
+        price is None
+        or order.price is None
+        or (price >= order.price if intent.side is Side.BUY else price <= order.price)
+    )
+    if crosses:
+        return Denial("self_trade", "self_trade",
+                      f"{intent.side.value} at {price if price is not None else 'market'} would "
+                      f"cross our own {order.side.value} {order.client_order_id} at {order.price}")
     return None
 
 

@@ -454,3 +454,38 @@ def test_client_order_ids_without_a_clock_read_the_wall_clock_once() -> None:
     ids = ClientOrderIds(start_counter=0)
 
     assert re.fullmatch(r"bf-[0-9a-z]{10}-1", ids.next())
+
+
+def test_most_aggressive_open_order_is_a_market_order_then_the_best_price() -> None:
+    tracker = OrderTracker()
+    tracker.add(intent("s1", side=Side.SELL, price=Decimal("101")))
+    tracker.add(intent("s2", side=Side.SELL, price=Decimal("100.5")))
+    tracker.add(intent("b1", side=Side.BUY, price=Decimal("99")))
+    tracker.add(intent("b2", side=Side.BUY, price=Decimal("99.5")))
+
+    best_sell = tracker.most_aggressive("sim", "BTC/USDT", Side.SELL)
+    best_buy = tracker.most_aggressive("sim", "BTC/USDT", Side.BUY)
+    tracker.add(intent("m1", side=Side.BUY, price=None))
+    market = tracker.most_aggressive("sim", "BTC/USDT", Side.BUY)
+
+    assert best_sell is not None
+    assert best_sell.client_order_id == "s2"
+    assert best_buy is not None
+    assert best_buy.client_order_id == "b2"
+    assert market is not None
+    assert market.client_order_id == "m1"
+
+
+def test_open_quantity_per_side_follows_adds_fills_and_finishes() -> None:
+    tracker = OrderTracker()
+    tracker.add(intent("b1", quantity=Decimal("1")))
+    tracker.add(intent("b2", quantity=Decimal("2")))
+    assert tracker.open_quantity("sim", "BTC/USDT", Side.BUY) == Decimal("3")
+
+    tracker.on_fill(fill("b1", "0.4"))
+    assert tracker.open_quantity("sim", "BTC/USDT", Side.BUY) == Decimal("2.6")
+
+    tracker.apply(update("b2", S.CANCELLED))
+    assert tracker.open_quantity("sim", "BTC/USDT", Side.BUY) == Decimal("0.6")
+    assert tracker.open_quantity("sim", "BTC/USDT", Side.SELL) == 0
+    assert tracker.most_aggressive("sim", "BTC/USDT", Side.SELL) is None

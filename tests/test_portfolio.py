@@ -340,3 +340,17 @@ def test_accounting_identity_holds_after_any_fills_and_marks(
     for currency in ("USDT", "BTC"):
         assert identity_holds(p, currency)
         assert p.equity(currency) == p.starting_cash(currency) + p.net_pnl(currency)
+
+
+def test_reset_peak_makes_the_current_pnl_the_new_peak() -> None:
+    p = Portfolio()
+    p.on_fill(fill(Side.BUY, "1", "100"))
+    p.mark(V, BTC, 120.0)
+    p.mark(V, BTC, 90.0)
+    version = p.version
+
+    p.reset_peak()
+
+    assert p.drawdown("USDT") == 0
+    assert p.peak_pnl("USDT") == D("-10.0")
+    assert p.version > version

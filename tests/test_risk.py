@@ -798,3 +798,30 @@ def test_default_settings_approve_an_ordinary_order(pm: pluggy.PluginManager) ->
     d = Desk(pm=pm, settings=RiskSettings())
 
     assert d.check(Side.BUY, "0.05", "100.1") == []
+
+
+def test_resume_after_the_kill_switch_measures_losses_from_there(pm: pluggy.PluginManager) -> None:
+    d = desk(pm, max_drawdown="5")
+    d.own(Side.BUY, "1", "100")
+    d.portfolio.mark(V, BTC, 90.0)
+    with capture_logs():
+        assert d.codes(Side.SELL, "0.1", "100.1") == ["max_drawdown"]
+
+        event = d.gate.resume("operator accepted the loss")
+
+    assert event is not None
+    assert (event.previous, event.state) == (TradingState.HALTED, TradingState.ACTIVE)
+    assert event in d.published
+    assert d.codes(Side.SELL, "0.1", "100.1") == []
+    d.portfolio.mark(V, BTC, 84.0)
+    assert d.codes(Side.SELL, "0.1", "100.1") == ["max_drawdown"]
+
+
+def test_loss_verdict_is_recomputed_when_the_portfolio_changes(pm: pluggy.PluginManager) -> None:
+    d = desk(pm, max_drawdown="5")
+    d.own(Side.BUY, "1", "100")
+    assert d.codes() == []
+
+    d.own(Side.SELL, "1", "90")  # a realized loss of 10, no mark involved
+
+    assert d.codes(Side.SELL, "0.1", "100.1") == ["max_drawdown"]
