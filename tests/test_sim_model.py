@@ -128,8 +128,11 @@ def test_replaying_each_step_diff_reproduces_the_true_book_at_its_last_id() -> N
 def test_book_at_an_update_id_inside_a_step_is_the_state_after_that_event() -> None:
     model = MarketModel([BTC], seed=23)
     sym = model.symbol("BTC/USDT")
-    step = next(s for s in iter(model.step, None) if s.symbols and s.symbols[0].last_update_id
-                > s.symbols[0].first_update_id)
+    step = next(
+        s
+        for s in iter(model.step, None)
+        if s.symbols and s.symbols[0].last_update_id > s.symbols[0].first_update_id
+    )
     st = step.symbols[0]
     before = sym.book_at(st.first_update_id - 1)
     middle = sym.book_at(st.first_update_id)

@@ -61,6 +61,22 @@ def test_settings_reject_unknown_keys_and_are_frozen() -> None:
         settings.seed = 1
 
 
+async def test_only_the_simulated_venues_are_published() -> None:
+    context = _Context()
+    entry = {
+        "symbol": "BTC/USD",
+        "venue": "kraken",
+        "start_price": "100",
+        "tick_size": "0.1",
+        "lot_size": "0.001",
+    }
+    service = plugin.create_service(SimSettings.model_validate({"symbols": [entry]}), context)
+    await service.start()
+    await service.stop()
+    assert context.endpoints.get("binance.ws") is None
+    assert context.endpoints.get("kraken.ws") is not None
+
+
 def test_settings_validate_symbols() -> None:
     entry = {"symbol": "BTC/USDT", "start_price": "100", "tick_size": "0.01", "lot_size": "0.001"}
     with pytest.raises(pydantic.ValidationError, match="twice"):
@@ -83,6 +99,7 @@ async def test_service_start_publishes_endpoints_and_streams_until_stopped() -> 
         assert ws_url is not None
         assert ws_url.startswith("ws://127.0.0.1:")
         assert rest_url == ws_url.replace("ws://", "http://")
+        assert context.endpoints.get("kraken.ws") == f"{ws_url}/v2"
         async with connect(f"{ws_url}/stream?streams=btcusdt@depth@100ms", max_queue=None) as ws:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert frame["stream"] == "btcusdt@depth@100ms"

@@ -21,10 +21,18 @@ TIMEOUT = 10.0
 
 def _settings(**kw: Any) -> SimSettings:
     symbols = [
-        SimSymbolSettings(symbol="BTC/USDT", start_price=Decimal("60000"), tick_size=Decimal("0.01"),
-                          lot_size=Decimal("0.00001")),
-        SimSymbolSettings(symbol="ETH/USDT", start_price=Decimal("3000"), tick_size=Decimal("0.01"),
-                          lot_size=Decimal("0.0001")),
+        SimSymbolSettings(
+            symbol="BTC/USDT",
+            start_price=Decimal("60000"),
+            tick_size=Decimal("0.01"),
+            lot_size=Decimal("0.00001"),
+        ),
+        SimSymbolSettings(
+            symbol="ETH/USDT",
+            start_price=Decimal("3000"),
+            tick_size=Decimal("0.01"),
+            lot_size=Decimal("0.0001"),
+        ),
     ]
     return SimSettings(symbols=symbols, seed=3, **kw)
 

@@ -135,8 +135,14 @@ class BinanceWire:
             spec = m.spec
             decimals = max(BINANCE_DECIMALS, spec.price_decimals, spec.qty_decimals)
             name = venue_symbol(spec.symbol)
-            bs = BinanceSymbol(spec, m, name, name.lower(), FixedPoint(spec.tick_size, decimals),
-                               FixedPoint(spec.lot_size, decimals))
+            bs = BinanceSymbol(
+                spec,
+                m,
+                name,
+                name.lower(),
+                FixedPoint(spec.tick_size, decimals),
+                FixedPoint(spec.lot_size, decimals),
+            )
             bs.last_top = self._top(bs)
             self.symbols[name] = bs
             self._by_prefix[bs.stream_prefix] = bs
@@ -170,14 +176,22 @@ class BinanceWire:
                     if f"{prefix}@trade" in wanted:
                         out[f"{prefix}@trade"] = self._trades(bs, st, e_ms)
                 if st.has_book_changes:
-                    payload = self._depth_update(bs, st.first_update_id, st.last_update_id,
-                                                 st.bids, st.asks, e_ms)
+                    payload = self._depth_update(
+                        bs, st.first_update_id, st.last_update_id, st.bids, st.asks, e_ms
+                    )
                     out[f"{prefix}@depth@100ms"] = [payload]
                     self._merge_slow(bs, st)
             if step.index % self._slow_every == 0 and bs.slow_first_id is not None:
-                out[f"{prefix}@depth"] = [self._depth_update(
-                    bs, bs.slow_first_id, bs.model.last_update_id,
-                    sorted(bs.slow_bids.items(), reverse=True), sorted(bs.slow_asks.items()), e_ms)]
+                out[f"{prefix}@depth"] = [
+                    self._depth_update(
+                        bs,
+                        bs.slow_first_id,
+                        bs.model.last_update_id,
+                        sorted(bs.slow_bids.items(), reverse=True),
+                        sorted(bs.slow_asks.items()),
+                        e_ms,
+                    )
+                ]
                 out[f"{prefix}@depth@1000ms"] = out[f"{prefix}@depth"]
                 bs.slow_first_id = None
                 bs.slow_bids.clear()
@@ -200,42 +214,89 @@ class BinanceWire:
         bs.slow_bids.update(st.bids)
         bs.slow_asks.update(st.asks)
 
-    def _depth_update(self, bs: BinanceSymbol, first: int, last: int, bids: Iterable[tuple[int, int]],
-                      asks: Iterable[tuple[int, int]], e_ms: int) -> bytes:
-        return _json.encode({
-            "e": "depthUpdate", "E": e_ms, "s": bs.name, "U": first, "u": last,
-            "b": bs.levels(bids), "a": bs.levels(asks),
-        })
+    def _depth_update(
+        self,
+        bs: BinanceSymbol,
+        first: int,
+        last: int,
+        bids: Iterable[tuple[int, int]],
+        asks: Iterable[tuple[int, int]],
+        e_ms: int,
+    ) -> bytes:
+        return _json.encode(
+            {
+                "e": "depthUpdate",
+                "E": e_ms,
+                "s": bs.name,
+                "U": first,
+                "u": last,
+                "b": bs.levels(bids),
+                "a": bs.levels(asks),
+            }
+        )
 
     def _agg_trades(self, bs: BinanceSymbol, st: SymbolStep, e_ms: int) -> list[bytes]:
         pt, qt = bs.price.text, bs.qty.text
-        return [_json.encode({
-            "e": "aggTrade", "E": e_ms, "s": bs.name, "a": t.trade_id, "p": pt(t.price_ticks),
-            "q": qt(t.qty_lots), "f": t.trade_id, "l": t.trade_id, "T": e_ms,
-            "m": t.aggressor is Side.SELL, "M": True,
-        }) for t in st.trades]
+        return [
+            _json.encode(
+                {
+                    "e": "aggTrade",
+                    "E": e_ms,
+                    "s": bs.name,
+                    "a": t.trade_id,
+                    "p": pt(t.price_ticks),
+                    "q": qt(t.qty_lots),
+                    "f": t.trade_id,
+                    "l": t.trade_id,
+                    "T": e_ms,
+                    "m": t.aggressor is Side.SELL,
+                    "M": True,
+                }
+            )
+            for t in st.trades
+        ]
 
     def _trades(self, bs: BinanceSymbol, st: SymbolStep, e_ms: int) -> list[bytes]:
         pt, qt = bs.price.text, bs.qty.text
-        return [_json.encode({
-            "e": "trade", "E": e_ms, "s": bs.name, "t": t.trade_id, "p": pt(t.price_ticks),
-            "q": qt(t.qty_lots), "T": e_ms, "m": t.aggressor is Side.SELL, "M": True,
-        }) for t in st.trades]
+        return [
+            _json.encode(
+                {
+                    "e": "trade",
+                    "E": e_ms,
+                    "s": bs.name,
+                    "t": t.trade_id,
+                    "p": pt(t.price_ticks),
+                    "q": qt(t.qty_lots),
+                    "T": e_ms,
+                    "m": t.aggressor is Side.SELL,
+                    "M": True,
+                }
+            )
+            for t in st.trades
+        ]
 
     def _book_ticker(self, bs: BinanceSymbol, top: tuple[int, int, int, int]) -> bytes:
         pt, qt = bs.price.text, bs.qty.text
-        return _json.encode({
-            "u": bs.model.last_update_id, "s": bs.name,
-            "b": pt(top[0]), "B": qt(top[1]), "a": pt(top[2]), "A": qt(top[3]),
-        })
+        return _json.encode(
+            {
+                "u": bs.model.last_update_id,
+                "s": bs.name,
+                "b": pt(top[0]),
+                "B": qt(top[1]),
+                "a": pt(top[2]),
+                "A": qt(top[3]),
+            }
+        )
 
     def _partial_depth(self, bs: BinanceSymbol, n: int) -> bytes:
         m = bs.model
-        return _json.encode({
-            "lastUpdateId": m.last_update_id,
-            "bids": bs.levels(m.top_bids(n)),
-            "asks": bs.levels(m.top_asks(n)),
-        })
+        return _json.encode(
+            {
+                "lastUpdateId": m.last_update_id,
+                "bids": bs.levels(m.top_bids(n)),
+                "asks": bs.levels(m.top_asks(n)),
+            }
+        )
 
     def stream_symbol_known(self, stream: str) -> bool:
         return stream.partition("@")[0] in self._by_prefix
@@ -266,19 +327,22 @@ class BinanceWire:
     def _depth(self, query: Mapping[str, str], stale_update_id: int | None) -> RestResponse:
         symbol = query.get("symbol", "")
         if not symbol:
-            return _error(400, -1102,
-                          "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+            return _error(
+                400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
         bs = self.symbols.get(symbol)
         if bs is None:
             return _error(400, -1121, "Invalid symbol.")
         raw_limit = query.get("limit", "100")
         if not raw_limit.isdigit():
-            return _error(400, -1100, "Illegal characters found in parameter 'limit'; "
-                                      "legal range is '^[0-9]{1,20}$'.")
+            return _error(
+                400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+            )
         limit = min(int(raw_limit), 5000)
         if limit < 1:
-            return _error(400, -1100, "Illegal characters found in parameter 'limit'; "
-                                      "legal range is '^[0-9]{1,20}$'.")
+            return _error(
+                400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+            )
         m = bs.model
         if stale_update_id is None:
             last_id, bids, asks = m.last_update_id, m.top_bids(limit), m.top_asks(limit)
@@ -306,18 +370,33 @@ class BinanceWire:
         for n in names:
             if n not in self.symbols:
                 return _error(400, -1121, "Invalid symbol.")
-        return RestResponse(200, _json.encode({
-            "timezone": "UTC",
-            "serverTime": now_ms,
-            "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
-            ],
-            "exchangeFilters": [],
-            "symbols": [self._symbol_info(self.symbols[n]) for n in names],
-        }))
+        return RestResponse(
+            200,
+            _json.encode(
+                {
+                    "timezone": "UTC",
+                    "serverTime": now_ms,
+                    "rateLimits": [
+                        {
+                            "rateLimitType": "REQUEST_WEIGHT",
+                            "interval": "MINUTE",
+                            "intervalNum": 1,
+                            "limit": 6000,
+                        },
+                        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                        {
+                            "rateLimitType": "RAW_REQUESTS",
+                            "interval": "MINUTE",
+                            "intervalNum": 5,
+                            "limit": 61000,
+                        },
+                    ],
+                    "exchangeFilters": [],
+                    "symbols": [self._symbol_info(self.symbols[n]) for n in names],
+                }
+            ),
+        )
 
     @staticmethod
     def _symbol_info(bs: BinanceSymbol) -> dict[str, object]:
@@ -346,12 +425,26 @@ class BinanceWire:
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": text(spec.tick_size),
-                 "maxPrice": text(1_000_000), "tickSize": text(spec.tick_size)},
-                {"filterType": "LOT_SIZE", "minQty": text(spec.lot_size), "maxQty": text(9000),
-                 "stepSize": text(spec.lot_size)},
-                {"filterType": "NOTIONAL", "minNotional": text(spec.min_notional), "applyMinToMarket": True,
-                 "maxNotional": text(9_000_000), "applyMaxToMarket": False, "avgPriceMins": 5},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": text(spec.tick_size),
+                    "maxPrice": text(1_000_000),
+                    "tickSize": text(spec.tick_size),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": text(spec.lot_size),
+                    "maxQty": text(9000),
+                    "stepSize": text(spec.lot_size),
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": text(spec.min_notional),
+                    "applyMinToMarket": True,
+                    "maxNotional": text(9_000_000),
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
                 {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             ],
             "permissions": [],
@@ -359,4 +452,3 @@ class BinanceWire:
             "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
             "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
         }
-

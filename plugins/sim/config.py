@@ -123,10 +123,36 @@ class FaultSettings(_Frozen):
 
 def _default_symbols() -> list[SimSymbolSettings]:
     return [
-        SimSymbolSettings(symbol="BTC/USDT", start_price=Decimal("60000"), tick_size=Decimal("0.01"),
-                          lot_size=Decimal("0.00001"), min_notional=Decimal("5")),
-        SimSymbolSettings(symbol="ETH/USDT", start_price=Decimal("3000"), tick_size=Decimal("0.01"),
-                          lot_size=Decimal("0.0001"), min_notional=Decimal("5")),
+        SimSymbolSettings(
+            symbol="BTC/USDT",
+            start_price=Decimal("60000"),
+            tick_size=Decimal("0.01"),
+            lot_size=Decimal("0.00001"),
+            min_notional=Decimal("5"),
+        ),
+        SimSymbolSettings(
+            symbol="ETH/USDT",
+            start_price=Decimal("3000"),
+            tick_size=Decimal("0.01"),
+            lot_size=Decimal("0.0001"),
+            min_notional=Decimal("5"),
+        ),
+        SimSymbolSettings(
+            symbol="BTC/USD",
+            venue="kraken",
+            start_price=Decimal("60000"),
+            tick_size=Decimal("0.1"),
+            lot_size=Decimal("0.00000001"),
+            min_notional=Decimal("0.5"),
+        ),
+        SimSymbolSettings(
+            symbol="ETH/USD",
+            venue="kraken",
+            start_price=Decimal("3000"),
+            tick_size=Decimal("0.01"),
+            lot_size=Decimal("0.00000001"),
+            min_notional=Decimal("0.5"),
+        ),
     ]
 
 

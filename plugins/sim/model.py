@@ -222,7 +222,7 @@ class SymbolModel:
         self._mean_order_lots = max(1.0, flow.mean_order_notional / price / lot)
         self._mean_market_lots = max(1.0, flow.mean_market_notional / price / lot)
         window = flow.window_ticks
-        arrivals = [flow.limit_rate_per_sec * d ** -flow.limit_decay_exponent for d in range(1, window + 1)]
+        arrivals = [flow.limit_rate_per_sec * d**-flow.limit_decay_exponent for d in range(1, window + 1)]
         self._limit_total = sum(arrivals)
         self._limit_cum: list[float] = []
         acc = 0.0
@@ -231,7 +231,7 @@ class SymbolModel:
             self._limit_cum.append(acc)
         # Cancel intensity per lot at each distance (index = distance), up to the far cut-off.
         self._cancel_per_lot = [0.0] + [
-            flow.cancel_rate_per_sec * d ** -flow.cancel_decay_exponent / self._mean_order_lots
+            flow.cancel_rate_per_sec * d**-flow.cancel_decay_exponent / self._mean_order_lots
             for d in range(1, flow.max_distance_ticks + 1)
         ]
         self.bids: dict[int, int] = {}
@@ -275,11 +275,14 @@ class SymbolModel:
     def book_at(self, update_id: int) -> BookState:
         """The true book as it was right after update ``update_id`` (any id, not only step ends)."""
         if update_id > self.last_update_id:
-            raise LookupError(f"{self.spec.symbol}: update id {update_id} is in the future "
-                              f"(last is {self.last_update_id})")
+            raise LookupError(
+                f"{self.spec.symbol}: update id {update_id} is in the future (last is {self.last_update_id})"
+            )
         if update_id < self._history_floor:
-            raise HistoryTooShortError(f"{self.spec.symbol}: update id {update_id} is older than the "
-                                       f"kept history (oldest {self._history_floor})")
+            raise HistoryTooShortError(
+                f"{self.spec.symbol}: update id {update_id} is older than the "
+                f"kept history (oldest {self._history_floor})"
+            )
         bids = dict(self.bids)
         asks = dict(self.asks)
         for uid, is_bid, price, old in reversed(self._history):
@@ -306,8 +309,8 @@ class SymbolModel:
         for d in range(1, flow.window_ticks + 1):
             # Distance from the opposite best is d + 1 for a book two ticks wide around the start.
             dist = d + 1
-            lam = flow.limit_rate_per_sec * dist ** -flow.limit_decay_exponent
-            theta = flow.cancel_rate_per_sec * dist ** -flow.cancel_decay_exponent
+            lam = flow.limit_rate_per_sec * dist**-flow.limit_decay_exponent
+            theta = flow.cancel_rate_per_sec * dist**-flow.cancel_decay_exponent
             expected_orders = lam / theta if theta > 0 else 1.0
             for is_bid in (True, False):
                 lots = int(expected_orders * self._mean_order_lots * rng.uniform(0.5, 1.5)) + 1
@@ -396,14 +399,20 @@ class SymbolModel:
                 lots = self._order_lots(self._mean_order_lots)
                 uid += 1
                 if ev == _LIMIT_BUY:
-                    ref = ask_prices[0] if ask_prices else (
-                        bid_prices[-1] + 1 if bid_prices else self.last_trade_ticks + 1)
+                    ref = (
+                        ask_prices[0]
+                        if ask_prices
+                        else (bid_prices[-1] + 1 if bid_prices else self.last_trade_ticks + 1)
+                    )
                     price = ref - d
                     self._set(True, price, bids.get(price, 0) + lots, uid)
                     touched_bids.add(price)
                 else:
-                    ref = bid_prices[-1] if bid_prices else (
-                        ask_prices[0] - 1 if ask_prices else self.last_trade_ticks - 1)
+                    ref = (
+                        bid_prices[-1]
+                        if bid_prices
+                        else (ask_prices[0] - 1 if ask_prices else self.last_trade_ticks - 1)
+                    )
                     price = ref + d
                     self._set(False, price, asks.get(price, 0) + lots, uid)
                     touched_asks.add(price)

@@ -5,6 +5,10 @@ and publishes its URLs so venues configured with ``url = "simulator"`` find it:
 
 * ``binance.ws``   -> ``ws://127.0.0.1:PORT``    (append ``/stream?streams=...`` or ``/ws``)
 * ``binance.rest`` -> ``http://127.0.0.1:PORT``  (append ``/api/v3/...``)
+* ``kraken.ws``    -> ``ws://127.0.0.1:PORT/v2`` (the Kraken v2 WebSocket itself)
+
+A venue's keys are published only when some symbol is simulated on that venue, so a venue pointed at
+a simulator that does not serve it fails at start-up with a message instead of waiting for data.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENDPOINT_BINANCE_REST",
     "ENDPOINT_BINANCE_WS",
+    "ENDPOINT_KRAKEN_WS",
     "SimService",
     "botframe_register_services",
     "create_service",
@@ -33,6 +38,7 @@ __all__ = [
 
 ENDPOINT_BINANCE_WS = "binance.ws"
 ENDPOINT_BINANCE_REST = "binance.rest"
+ENDPOINT_KRAKEN_WS = "kraken.ws"
 
 
 class SimService:
@@ -48,8 +54,12 @@ class SimService:
         await self.server.start()
         self._market = self.context.spawn(self.server.run_market(), name="sim.market")
         endpoints = self.context.endpoints
-        endpoints.set(ENDPOINT_BINANCE_WS, self.server.ws_url)
-        endpoints.set(ENDPOINT_BINANCE_REST, self.server.rest_url)
+        venues = {s.venue for s in self.settings.symbols}
+        if "binance" in venues:
+            endpoints.set(ENDPOINT_BINANCE_WS, self.server.ws_url)
+            endpoints.set(ENDPOINT_BINANCE_REST, self.server.rest_url)
+        if "kraken" in venues:
+            endpoints.set(ENDPOINT_KRAKEN_WS, self.server.kraken_url)
 
     async def stop(self) -> None:
         market, self._market = self._market, None

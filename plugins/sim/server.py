@@ -5,13 +5,18 @@ Paths on the one port:
 * ``/stream?streams=a/b`` and ``/ws``, ``/ws/<stream>``: Binance spot market streams (combined or raw),
   with live ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` method frames;
 * ``GET /api/v3/depth``, ``/api/v3/exchangeInfo``, ``/api/v3/time``, ``/api/v3/ping``: Binance REST,
-  answered as plain HTTP by websockets' ``process_request`` hook (no second server library).
+  answered as plain HTTP by websockets' ``process_request`` hook (no second server library);
+* ``/v2``: Kraken spot WebSocket v2 (``book`` with checksums, ``trade``, ``instrument``, heartbeats).
 
 The market advances one model step per ``update_interval_ms / speed`` of the injected clock
 (:meth:`SimServer.run_market`), or one step per call of :meth:`SimServer.step_once` in tests. A step
 and its fan-out to every client happen without an ``await`` in between, so a REST snapshot always
 matches a diff that every connected client has been sent: a late subscriber gets only newer diffs and
 syncs from a snapshot, as on Binance.
+
+Faults (:mod:`.faults`) are drawn at their opportunities: per step (stall, restart), per connection per
+step (drops), per book frame per connection (gap, duplicate, reorder, corrupt, malformed) and per REST
+depth request (slow, stale, 429, 500).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -35,16 +42,32 @@ from botframe.clock import Clock, LiveClock
 
 from .binance_protocol import BinanceWire, ClientRequest, RestResponse, combined_frame, parse_client_request
 from .config import SimSettings
+from .connections import BinanceConnection, Connection, KrakenConnection
+from .faults import FaultKind, FaultPlan
+from .kraken_protocol import (
+    KrakenBookView,
+    KrakenRequest,
+    KrakenSymbol,
+    KrakenWire,
+    parse_kraken_request,
+    rfc3339,
+)
 from .model import MarketModel, MarketStep
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+__all__ = ["KRAKEN_PATH", "SimServer", "build_model"]
 
-__all__ = ["SimServer", "build_model"]
+#: Where the Kraken v2 protocol is served on the simulator's port.
+KRAKEN_PATH = "/v2"
 
 _json = msgspec.json.Encoder()
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+_BINANCE_DEPTH_SUFFIXES = ("@depth@100ms", "@depth", "@depth@1000ms")
 
 
 def build_model(settings: SimSettings) -> MarketModel:
@@ -58,15 +81,15 @@ def build_model(settings: SimSettings) -> MarketModel:
     )
 
 
-@dataclass(eq=False, slots=True)
-class _BinanceClient:
-    """One Binance stream connection: its subscriptions and its outgoing queue."""
-
-    ws: ServerConnection
-    combined: bool
-    queue: asyncio.Queue[bytes]
-    streams: set[str] = field(default_factory=set)
-    closing: bool = False
+def _corrupt_binance_depth(payload: bytes, pick: Callable[[int], int]) -> bytes:
+    """The same depth event with one level's size changed (still valid JSON, still Binance's shape)."""
+    event = msgspec.json.decode(payload)
+    sides = [s for s in ("b", "a") if event[s]]
+    levels = event[sides[pick(len(sides))]]
+    level = levels[pick(len(levels))]
+    qty = Decimal(level[1])
+    level[1] = str((qty * 2 + Decimal(1)).quantize(qty))
+    return _json.encode(event)
 
 
 class SimServer:
@@ -84,19 +107,42 @@ class SimServer:
         self.clock: Clock = clock if clock is not None else LiveClock()
         self.log = log if log is not None else structlog.get_logger("botframe.sim")
         self.model = model if model is not None else build_model(settings)
-        self.binance = BinanceWire(list(self.model.models("binance")),
-                                   update_interval_ms=settings.update_interval_ms)
+        self.binance = BinanceWire(
+            list(self.model.models("binance")), update_interval_ms=settings.update_interval_ms
+        )
+        self.kraken = KrakenWire(list(self.model.models("kraken")))
+        self.faults = FaultPlan(settings.faults)
         self.counters: Counter[str] = Counter()
         self._server: Server | None = None
         self._port = settings.port
-        self._binance_clients: set[_BinanceClient] = set()
+        self._binance_clients: set[BinanceConnection] = set()
+        self._kraken_clients: set[KrakenConnection] = set()
         self._wanted: Counter[str] = Counter()  # Binance stream -> number of subscribed clients
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stall_until_ns = 0
+        self._connection_ids = itertools.count(1)
+        self._heartbeat_every = max(
+            1, round(settings.kraken_heartbeat_interval_ms / settings.update_interval_ms)
+        )
+        # Update ids of the last steps, per Binance symbol: what a stale snapshot is taken from.
+        self._past_ids: dict[str, deque[int]] = {
+            name: deque([bs.model.last_update_id], maxlen=settings.faults.snapshot_stale_steps + 1)
+            for name, bs in self.binance.symbols.items()
+        }
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind the listener; after this, :attr:`port` and the URLs are known."""
+        await self._bind()
+        self.log.info(
+            "sim.listening",
+            host=self.settings.host,
+            port=self._port,
+            symbols=[f"{s.venue}:{s.symbol}" for s in self.settings.symbols],
+        )
+
+    async def _bind(self) -> None:
         self._server = await serve(
             self._handle,
             self.settings.host,
@@ -106,24 +152,26 @@ class SimServer:
         )
         # Keep the port for a restart, so published URLs stay valid.
         self._port = self._server.sockets[0].getsockname()[1]
-        self.log.info("sim.listening", host=self.settings.host, port=self._port,
-                      symbols=[f"{s.venue}:{s.symbol}" for s in self.settings.symbols])
 
     async def stop(self) -> None:
         """Close every connection and the listener, and end the tasks this server started."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-            await server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
 
     @property
     def port(self) -> int:
-        if self._server is None and self._port == 0:
+        if self._port == 0:
             raise RuntimeError("the simulator is not listening yet; await start() first")
         return self._port
 
@@ -136,6 +184,15 @@ class SimServer:
     def rest_url(self) -> str:
         """Base URL of the Binance REST API (append ``/api/v3/...``)."""
         return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def kraken_url(self) -> str:
+        """URL of the Kraken v2 WebSocket (as ``wss://ws.kraken.com/v2``)."""
+        return f"ws://{self.settings.host}:{self.port}{KRAKEN_PATH}"
+
+    def inject(self, kind: FaultKind, times: int = 1) -> None:
+        """Force the next ``times`` opportunities of a fault, whatever its configured rate."""
+        self.faults.inject(kind, times)
 
     # -- the market ------------------------------------------------------------------------------------
 
@@ -158,58 +215,196 @@ class SimServer:
 
     async def clients_drained(self) -> None:
         """Wait until every connected client has been sent every frame queued so far."""
-        for client in list(self._binance_clients):
+        for client in [*self._binance_clients, *self._kraken_clients]:
             await client.queue.join()
 
     def step_once(self) -> MarketStep:
         """Advance the market one step and queue its frames to every subscribed client."""
         step = self.model.step(ts_ns=self.clock.time_ns())
         self.counters["steps"] += 1
-        if self._binance_clients:
-            self._publish_binance(step)
-        else:
-            # Stream state (the 1000 ms merge, best-price tracking) must advance even with no client.
-            self.binance.stream_payloads(step, {})
+        self._publish_binance(step)
+        self._publish_kraken(step)
+        for name, bs in self.binance.symbols.items():
+            self._past_ids[name].append(bs.model.last_update_id)
+        if self.faults.any_enabled:
+            self._step_faults()
         return step
 
+    def _step_faults(self) -> None:
+        faults = self.faults
+        for client in [*self._binance_clients, *self._kraken_clients]:
+            if client.closing:
+                continue
+            if faults.fires(FaultKind.DROP_CLEAN):
+                self._fault_log(FaultKind.DROP_CLEAN)
+                self._close(client, 1000, "")
+            elif faults.fires(FaultKind.DROP_ABRUPT):
+                self._fault_log(FaultKind.DROP_ABRUPT)
+                client.closing = True
+                if client.ws.transport is not None:
+                    client.ws.transport.abort()
+        if faults.fires(FaultKind.STALL):
+            self._fault_log(FaultKind.STALL, stall_ms=faults.settings.stall_ms)
+            self._stall_until_ns = self.clock.monotonic_ns() + faults.settings.stall_ms * 1_000_000
+        if self._server is not None and faults.fires(FaultKind.RESTART):
+            self._fault_log(FaultKind.RESTART, downtime_ms=faults.settings.restart_downtime_ms)
+            self._own(self._restart(), "sim.restart")
+
+    async def _restart(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=True, code=1012, reason="service restart")
+        await server.wait_closed()
+        await self.clock.sleep(self.settings.faults.restart_downtime_ms / 1000)
+        await self._bind()
+        self.log.info("sim.restarted", port=self._port)
+
+    def _fault_log(self, kind: FaultKind, **details: Any) -> None:
+        self.counters[f"fault.{kind.value}"] += 1
+        self.log.info("sim.fault", fault=kind.value, **details)
+
+    # -- fan-out ---------------------------------------------------------------------------------------
+
     def _publish_binance(self, step: MarketStep) -> None:
-        payloads = self.binance.stream_payloads(step, self._wanted)
-        if not payloads:
+        payloads = self.binance.stream_payloads(step, self._wanted if self._binance_clients else {})
+        if not payloads or not self._binance_clients:
             return
         wrapped: dict[str, list[bytes]] = {}
+        faults_on = self.faults.any_enabled
         for client in list(self._binance_clients):
             if client.closing:
                 continue
             for stream, frames in payloads.items():
                 if stream not in client.streams:
                     continue
-                if client.combined:
-                    out = wrapped.get(stream)
-                    if out is None:
-                        out = wrapped[stream] = [combined_frame(stream, f) for f in frames]
+                # A frame held back by a reorder fault is released by the next one, even with faults off.
+                if (faults_on or client.held) and stream.endswith(_BINANCE_DEPTH_SUFFIXES):
+                    ok = all(
+                        self._send_book_frame(
+                            client,
+                            stream,
+                            self._binance_corrupter(client, stream, f),
+                            f if not client.combined else combined_frame(stream, f),
+                        )
+                        for f in frames
+                    )
                 else:
-                    out = frames
-                if not self._enqueue(client, out):
+                    if client.combined:
+                        out = wrapped.get(stream)
+                        if out is None:
+                            out = wrapped[stream] = [combined_frame(stream, f) for f in frames]
+                    else:
+                        out = frames
+                    ok = self._put(client, out)
+                if not ok:
                     break
 
-    def _enqueue(self, client: _BinanceClient, frames: Iterable[bytes]) -> bool:
-        try:
-            for frame in frames:
-                client.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.counters["slow_clients_dropped"] += 1
-            self.log.warning("sim.slow_client_dropped", peer=str(client.ws.remote_address),
-                             queued=client.queue.qsize())
-            self._close(client, 1008, "client too slow")
-            return False
-        return True
+    def _binance_corrupter(
+        self, client: BinanceConnection, stream: str, payload: bytes
+    ) -> Callable[[], bytes]:
+        def corrupt() -> bytes:
+            bad = _corrupt_binance_depth(payload, self.faults.rng.randrange)
+            return combined_frame(stream, bad) if client.combined else bad
 
-    def _close(self, client: _BinanceClient, code: int, reason: str) -> None:
+        return corrupt
+
+    def _publish_kraken(self, step: MarketStep) -> None:
+        changed: set[str] = set()
+        trade_frames: dict[str, bytes] = {}
+        for st in step.symbols:
+            if st.venue != "kraken":
+                continue
+            sym = self.kraken.symbols[st.symbol]
+            if st.has_book_changes:
+                changed.add(st.symbol)
+            if st.trades:
+                entries = [KrakenWire.trade_entry(sym, t, step.ts_ns) for t in st.trades]
+                sym.recent_trades.extend(entries)
+                trade_frames[st.symbol] = KrakenWire.trade_frame("update", entries)
+        heartbeat = step.index % self._heartbeat_every == 0
+        for client in list(self._kraken_clients):
+            if client.closing:
+                continue
+            ok = True
+            for name, view in client.books.items():
+                if name in changed and ok:
+                    ok = self._send_kraken_update(client, view, step.ts_ns)
+            for name in client.trades:
+                frame = trade_frames.get(name)
+                if frame is not None and ok:
+                    ok = self._put(client, [frame])
+            if heartbeat and ok and client.subscribed:
+                self._put(client, [KrakenWire.heartbeat()])
+
+    def _send_kraken_update(self, client: KrakenConnection, view: KrakenBookView, ts_ns: int) -> bool:
+        diff = view.update()
+        if diff is None:
+            return True
+        bids, asks, checksum = diff
+        sym = view.sym
+        frame = KrakenWire.book_frame(sym, "update", bids, asks, checksum, ts_ns)
+        if not self.faults.any_enabled and not client.held:
+            return self._put(client, [frame])
+
+        def corrupt() -> bytes:
+            rng = self.faults.rng
+            if rng.random() < 0.5:
+                return KrakenWire.book_frame(sym, "update", bids, asks, (checksum + 1) & 0xFFFFFFFF, ts_ns)
+            side = bids if (bids and (not asks or rng.random() < 0.5)) else asks
+            i = rng.randrange(len(side))
+            price, lots = side[i]
+            bad = [*side[:i], (price, lots * 2 + 1), *side[i + 1 :]]
+            return KrakenWire.book_frame(
+                sym, "update", bad if side is bids else bids, bad if side is asks else asks, checksum, ts_ns
+            )
+
+        return self._send_book_frame(client, f"book:{sym.spec.symbol}", corrupt, frame)
+
+    def _send_book_frame(
+        self, client: Connection, stream: str, corrupt: Callable[[], bytes], frame: bytes
+    ) -> bool:
+        """Queue one book frame through the per-frame faults; ``False`` if the client was dropped."""
+        faults = self.faults
+        out: list[bytes] = []
+        if faults.fires(FaultKind.MALFORMED):
+            self._fault_log(FaultKind.MALFORMED, stream=stream)
+            out.append(frame[: max(1, len(frame) // 2)])
+        if faults.fires(FaultKind.GAP):
+            self._fault_log(FaultKind.GAP, stream=stream)
+            return self._put(client, out)
+        if faults.fires(FaultKind.CORRUPT):
+            self._fault_log(FaultKind.CORRUPT, stream=stream)
+            frame = corrupt()
+        if stream not in client.held and faults.fires(FaultKind.REORDER):
+            self._fault_log(FaultKind.REORDER, stream=stream)
+            client.held[stream] = frame
+            return self._put(client, out)
+        out.append(frame)
+        if faults.fires(FaultKind.DUPLICATE):
+            self._fault_log(FaultKind.DUPLICATE, stream=stream)
+            out.append(frame)
+        held = client.held.pop(stream, None)
+        if held is not None:
+            out.append(held)
+        return self._put(client, out)
+
+    def _put(self, client: Connection, frames: list[bytes]) -> bool:
+        if client.put(frames):
+            return True
+        self.counters["slow_clients_dropped"] += 1
+        self.log.warning(
+            "sim.slow_client_dropped", peer=str(client.ws.remote_address), queued=client.queue.qsize()
+        )
+        self._close(client, 1008, "client too slow")
+        return False
+
+    def _close(self, client: Connection, code: int, reason: str) -> None:
         client.closing = True
         self._own(client.ws.close(code, reason), "sim.close")
 
-    def _own(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -219,43 +414,53 @@ class SimServer:
         request = ws.request
         assert request is not None  # the handler runs only after a completed handshake
         parts = urlsplit(request.path)
-        if parts.path == "/stream":
-            query = parse_qs(parts.query)
-            streams = [s for v in query.get("streams", []) for s in v.split("/") if s]
-            await self._binance_session(ws, combined=True, streams=streams)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(self.settings.max_client_queue_frames)
+        client: BinanceConnection | KrakenConnection
+        if parts.path.rstrip("/") == KRAKEN_PATH:
+            client = KrakenConnection(ws, queue, connection_id=next(self._connection_ids))
+            self._kraken_clients.add(client)
+            client.put([KrakenWire.status(client.connection_id)])
         else:
-            streams = [s for s in parts.path[len("/ws"):].split("/") if s]
-            await self._binance_session(ws, combined=False, streams=streams)
-
-    async def _binance_session(self, ws: ServerConnection, *, combined: bool, streams: list[str]) -> None:
-        client = _BinanceClient(ws, combined, asyncio.Queue(self.settings.max_client_queue_frames))
-        self._subscribe(client, streams)
-        self._binance_clients.add(client)
+            if parts.path == "/stream":
+                streams = [s for v in parse_qs(parts.query).get("streams", []) for s in v.split("/") if s]
+                client = BinanceConnection(ws, queue, combined=True)
+            else:
+                streams = [s for s in parts.path[len("/ws") :].split("/") if s]
+                client = BinanceConnection(ws, queue, combined=False)
+            self._subscribe(client, streams)
+            self._binance_clients.add(client)
         self.counters["connections"] += 1
-        writer = asyncio.get_running_loop().create_task(self._write(client), name="sim.binance.writer")
+        writer = asyncio.get_running_loop().create_task(self._write(client), name="sim.writer")
         try:
             async for message in ws:
-                self._on_binance_request(client, message)
+                if isinstance(client, KrakenConnection):
+                    self._on_kraken_request(client, message)
+                else:
+                    self._on_binance_request(client, message)
         except ConnectionClosed:
             pass
         finally:
-            self._binance_clients.discard(client)
-            self._subscribe(client, [], remove=list(client.streams))
+            if isinstance(client, KrakenConnection):
+                self._kraken_clients.discard(client)
+            else:
+                self._binance_clients.discard(client)
+                self._subscribe(client, [], remove=list(client.streams))
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
             # Frames never sent still count as done, so clients_drained() does not wait on a ghost.
-            while not client.queue.empty():
-                client.queue.get_nowait()
-                client.queue.task_done()
+            client.discard_queued()
 
-    async def _write(self, client: _BinanceClient) -> None:
+    async def _write(self, client: Connection) -> None:
         ws = client.ws
         queue = client.queue
         try:
             while True:
                 frame = await queue.get()
                 try:
+                    stall_ns = self._stall_until_ns - self.clock.monotonic_ns()
+                    if stall_ns > 0:
+                        await self.clock.sleep(stall_ns / 1e9)
                     await ws.send(frame, text=True)
                 finally:
                     queue.task_done()
@@ -263,7 +468,11 @@ class SimServer:
         except ConnectionClosed:
             return
 
-    def _subscribe(self, client: _BinanceClient, add: list[str], *, remove: list[str] | None = None) -> None:
+    # -- Binance requests ------------------------------------------------------------------------------
+
+    def _subscribe(
+        self, client: BinanceConnection, add: list[str], *, remove: list[str] | None = None
+    ) -> None:
         for s in add:
             if s not in client.streams:
                 client.streams.add(s)
@@ -275,13 +484,13 @@ class SimServer:
                 if self._wanted[s] <= 0:
                     del self._wanted[s]
 
-    def _on_binance_request(self, client: _BinanceClient, message: str | bytes) -> None:
+    def _on_binance_request(self, client: BinanceConnection, message: str | bytes) -> None:
         req = parse_client_request(message)
         if not isinstance(req, ClientRequest):
             code, msg, req_id = req
             self.counters["client_errors"] += 1
             self.log.info("sim.binance.bad_request", code=code, msg=msg)
-            self._enqueue(client, [_json.encode({"error": {"code": code, "msg": msg}, "id": req_id})])
+            self._put(client, [_json.encode({"error": {"code": code, "msg": msg}, "id": req_id})])
             return
         result: Any = None
         streams = [str(p) for p in req.params]  # checked to be stream names for (UN)SUBSCRIBE
@@ -296,27 +505,140 @@ class SimServer:
                 client.combined = req.params[1]
         elif req.method == "GET_PROPERTY":
             result = client.combined if req.params == ["combined"] else None
-        self._enqueue(client, [_json.encode({"result": result, "id": req.id})])
+        self._put(client, [_json.encode({"result": result, "id": req.id})])
+
+    # -- Kraken requests -------------------------------------------------------------------------------
+
+    def _on_kraken_request(self, client: KrakenConnection, message: str | bytes) -> None:
+        time_in = rfc3339(self.clock.time_ns())
+        req = parse_kraken_request(message)
+        if not isinstance(req, KrakenRequest):
+            method, error, req_id = req
+            self.counters["client_errors"] += 1
+            self.log.info("sim.kraken.bad_request", error=error)
+            self._put(client, [KrakenWire.error(method, error, req_id, None, time_in, time_in)])
+            return
+        if req.method == "ping":
+            self._put(client, [KrakenWire.pong(req.req_id, time_in, rfc3339(self.clock.time_ns()))])
+            return
+        if req.channel == "instrument":
+            ok = client.instrument != (req.method == "subscribe")
+            if not ok:
+                err = "Already subscribed" if req.method == "subscribe" else "Subscription Not Found"
+                self._put(client, [KrakenWire.error(req.method, err, req.req_id, None, time_in, time_in)])
+                return
+            client.instrument = req.method == "subscribe"
+            frames = [KrakenWire.ack(req, None, time_in, rfc3339(self.clock.time_ns()))]
+            if client.instrument and req.snapshot:
+                frames.append(self.kraken.instrument_snapshot())
+            self._put(client, frames)
+            return
+        for name in req.symbols:
+            sym = self.kraken.symbols.get(name)
+            frames = self._kraken_symbol_request(client, req, name, sym, time_in)
+            if not self._put(client, frames):
+                return
+
+    def _kraken_symbol_request(
+        self, client: KrakenConnection, req: KrakenRequest, name: str, sym: KrakenSymbol | None, time_in: str
+    ) -> list[bytes]:
+        def error(text: str) -> list[bytes]:
+            return [
+                KrakenWire.error(req.method, text, req.req_id, name, time_in, rfc3339(self.clock.time_ns()))
+            ]
+
+        if sym is None:
+            return error(f"Currency pair not supported {name}")
+        subscribed = name in client.books if req.channel == "book" else name in client.trades
+        if req.method == "subscribe" and subscribed:
+            return error("Already subscribed")
+        if req.method == "unsubscribe" and not subscribed:
+            return error("Subscription Not Found")
+        frames = [KrakenWire.ack(req, name, time_in, rfc3339(self.clock.time_ns()))]
+        if req.method == "unsubscribe":
+            if req.channel == "book":
+                del client.books[name]
+            else:
+                client.trades.discard(name)
+            return frames
+        if req.channel == "book":
+            view = KrakenBookView(sym, req.depth)
+            bids, asks, checksum = view.snapshot()
+            client.books[name] = view
+            if req.snapshot:
+                frames.append(KrakenWire.book_frame(sym, "snapshot", bids, asks, checksum, None))
+        else:
+            client.trades.add(name)
+            if req.snapshot and sym.recent_trades:
+                frames.append(KrakenWire.trade_frame("snapshot", list(sym.recent_trades)))
+        return frames
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/stream" or path == "/ws" or path.startswith("/ws/"):
+        parts = urlsplit(request.path)
+        path = parts.path
+        if path in ("/stream", "/ws") or path.startswith("/ws/") or path.rstrip("/") == KRAKEN_PATH:
             return None  # a WebSocket handshake; websockets answers 426 if it is not an upgrade
-        now_ms = self.clock.time_ns() // 1_000_000
-        answer = self.binance.rest(request.path, now_ms=now_ms)
-        if answer is None:
-            answer = RestResponse(404, b"")
         self.counters["rest_requests"] += 1
-        return self._http(answer)
+        now_ms = self.clock.time_ns() // 1_000_000
+        if path.rstrip("/") != "/api/v3/depth" or not self.faults.any_enabled:
+            answer = self.binance.rest(request.path, now_ms=now_ms)
+            return self._http(answer if answer is not None else RestResponse(404, b""))
+        return await self._depth_with_faults(request.path, parts.query, now_ms)
+
+    async def _depth_with_faults(self, path: str, query: str, now_ms: int) -> Response:
+        faults = self.faults
+        if faults.fires(FaultKind.REST_429):
+            self._fault_log(FaultKind.REST_429)
+            return self._http(
+                RestResponse(
+                    429,
+                    _json.encode(
+                        {
+                            "code": -1003,
+                            "msg": "Too many requests; current limit of IP(127.0.0.1) request weight is "
+                            "6000 per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "
+                            "polling the API.",
+                        }
+                    ),
+                    (("Retry-After", "1"),),
+                )
+            )
+        if faults.fires(FaultKind.REST_500):
+            self._fault_log(FaultKind.REST_500)
+            return self._http(
+                RestResponse(
+                    500,
+                    _json.encode(
+                        {
+                            "code": -1001,
+                            "msg": "Internal error; unable to process your request. Please try again.",
+                        }
+                    ),
+                )
+            )
+        stale_id: int | None = None
+        if faults.fires(FaultKind.SNAPSHOT_STALE):
+            symbol = parse_qs(query).get("symbol", [""])[-1]
+            past = self._past_ids.get(symbol)
+            if past:
+                stale_id = past[0]
+                self._fault_log(FaultKind.SNAPSHOT_STALE, symbol=symbol, last_update_id=stale_id)
+        answer = self.binance.rest(path, now_ms=now_ms, stale_update_id=stale_id)
+        if faults.fires(FaultKind.SNAPSHOT_SLOW):
+            self._fault_log(FaultKind.SNAPSHOT_SLOW, delay_ms=faults.settings.snapshot_slow_ms)
+            await self.clock.sleep(faults.settings.snapshot_slow_ms / 1000)
+        return self._http(answer if answer is not None else RestResponse(404, b""))
 
     def _http(self, answer: RestResponse) -> Response:
-        headers = Headers([
-            ("Date", email.utils.formatdate(self.clock.time_ns() / 1e9, usegmt=True)),
-            ("Connection", "close"),
-            ("Content-Type", "application/json;charset=UTF-8"),
-            ("Content-Length", str(len(answer.body))),
-            *answer.headers,
-        ])
+        headers = Headers(
+            [
+                ("Date", email.utils.formatdate(self.clock.time_ns() / 1e9, usegmt=True)),
+                ("Connection", "close"),
+                ("Content-Type", "application/json;charset=UTF-8"),
+                ("Content-Length", str(len(answer.body))),
+                *answer.headers,
+            ]
+        )
         return Response(answer.status, _REASONS.get(answer.status, ""), headers, answer.body)
