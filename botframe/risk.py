@@ -488,7 +488,7 @@ def check_sanity(intent: OrderIntent, context: RiskContext) -> Denial | None:
     if rules is None:
         return Denial("unknown_symbol", _SANITY,
                       f"no instrument known for {intent.symbol} on {intent.venue}")
-    if rules.lot and qty % rules.lot:
+    if rules.lot and _off_step(qty, rules.lot):
         return Denial("off_lot", _SANITY, f"quantity {qty} is not a multiple of the lot size {rules.lot}")
     price = intent.price
     if intent.order_type is OrderType.LIMIT:
@@ -501,7 +501,7 @@ def check_sanity(intent: OrderIntent, context: RiskContext) -> Denial | None:
             return Denial("invalid_price", _SANITY, f"price is {price}, not a finite number")
         if price <= 0:
             return Denial("invalid_price", _SANITY, f"price must be positive, got {price}")
-        if rules.tick and price % rules.tick:
+        if rules.tick and _off_step(price, rules.tick):
             return Denial("off_tick", _SANITY,
                           f"price {price} is not a multiple of the tick size {rules.tick}")
     elif intent.post_only:
@@ -512,6 +512,17 @@ def check_sanity(intent: OrderIntent, context: RiskContext) -> Denial | None:
             return Denial("below_min_notional", _SANITY,
                           f"notional {qty * ref} is below the minimum {rules.min_notional}")
     return None
+
+
+_STEP_CONTEXT = decimal.Context(prec=60, traps=[decimal.InvalidOperation])
+
+
+def _off_step(value: Decimal, step: Decimal) -> bool:
+    """Whether ``value`` is not a whole multiple of ``step`` (absurdly large values count as off)."""
+    try:
+        return bool(_STEP_CONTEXT.remainder(value, step))
+    except decimal.InvalidOperation:
+        return True
 
 
 def would_reduce(intent: OrderIntent, context: RiskContext) -> bool:

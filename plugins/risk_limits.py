@@ -29,6 +29,10 @@ check              refuses                                               codes
 
 Sanity checks and the trading state (HALTED, REDUCING) are enforced by the core gate before these
 run, so a disabled plugin can never let a malformed order or a halted bot through.
+
+The module keeps no state and has no ``botframe_configure``: limits come from ``context.settings``
+(the engine's ``[risk]`` section) and the mutable parts (token buckets, the day's loss baseline)
+live in the engine's ``RiskContext``, so two engines in one process never share them.
 """
 
 from __future__ import annotations

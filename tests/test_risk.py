@@ -259,6 +259,8 @@ def test_restore_sets_the_recovered_state_without_an_event() -> None:
     ("0.01", "-100.1", "invalid_price"),
     ("0.01", "0", "invalid_price"),
     ("0.001", "100.1", "below_min_notional"),
+    ("1E+70", "100.1", "off_lot"),
+    ("0.01", "1E+70", "off_tick"),
 ])
 def test_malformed_quantity_or_price_is_denied_by_sanity(pm: pluggy.PluginManager, qty: str, price: str,
                                                          code: str) -> None:
