@@ -23,14 +23,14 @@ sends none, never allowed to go backwards. Replays therefore give the same value
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import mul, neg
+from itertools import repeat
+from operator import mul, neg, sub
 from typing import Literal
 
-from .book import L2Book
+from .book import DepthTracker, L2Book
 from .events import BookDelta, BookSnapshot, Side, SignalUpdate, Trade
 
 __all__ = [
@@ -233,8 +233,9 @@ SignalSpec = (
 class _RollingSum:
     """A sum over a rolling window of (time, value) terms, by count or by age; O(1) amortized.
 
-    The running sum is re-computed from the kept terms once per window length, so rounding error of
-    the incremental adds and subtracts never accumulates past one window.
+    The running sum is re-computed exactly (``math.fsum``) once per window length, so the rounding error
+    of the incremental adds and subtracts never builds up past one window; an empty window sums to 0.0
+    exactly.
     """
 
     __slots__ = ("_since_resum", "max_age_ns", "max_count", "terms", "total")
@@ -259,37 +260,20 @@ class _RollingSum:
             self.total -= terms.popleft()[1]
         self._since_resum += 1
         if self._since_resum > len(terms) + 16:
-            self.resum()
+            self.total = math.fsum(v for _, v in terms)
+            self._since_resum = 0
 
     def expire(self, now_ns: int) -> None:
-        """Drop terms older than the window (no-op for count windows)."""
-        if self.max_age_ns is None:
-            return
+        """Drop terms that are ``max_age_ns`` old or older (no-op for count windows)."""
         terms = self.terms
+        if self.max_age_ns is None or not terms:
+            return
         cutoff = now_ns - self.max_age_ns
-        if terms and terms[0][0] <= cutoff:
+        if terms[0][0] <= cutoff:
             while terms and terms[0][0] <= cutoff:
                 self.total -= terms.popleft()[1]
             if not terms:
                 self.total = 0.0
-
-    def resum(self) -> None:
-        self.total = math.fsum(v for _, v in self.terms)
-        self._since_resum = 0
-
-
-class _TradeWindow:
-    """Buy and sell aggressor volumes of one time window."""
-
-    __slots__ = ("buys", "sells")
-
-    def __init__(self, window_ms: int) -> None:
-        self.buys = _RollingSum(None, window_ms * 1_000_000)
-        self.sells = _RollingSum(None, window_ms * 1_000_000)
-
-    def expire(self, now_ns: int) -> None:
-        self.buys.expire(now_ns)
-        self.sells.expire(now_ns)
 
 
 class SignalSet:
@@ -297,7 +281,8 @@ class SignalSet:
 
     ``SignalSet(book, specs)``; the engine calls ``on_snapshot``/``on_delta`` after ``book`` applied
     the event and ``on_trade`` for the symbol's trades; readers call ``value(name)`` or ``values()``.
-    Specs with the same name are one signal.
+    Every value is brought up to date by the event itself (reads are dict look-ups), so what a
+    benchmark of events measures is the whole cost. Specs with the same name are one signal.
     """
 
     def __init__(self, book: L2Book, specs: Iterable[SignalSpec]) -> None:
@@ -305,48 +290,63 @@ class SignalSet:
         self._specs: dict[str, SignalSpec] = {}
         for spec in specs:
             self._specs.setdefault(spec.name, spec)
-        self._shape: dict[str, Callable[[], float | None]] = {}
-        self._ofi: dict[str, _RollingSum] = {}
-        self._tfi: dict[str, tuple[_TradeWindow, bool]] = {}
-        self._trade_windows: dict[int, _TradeWindow] = {}
-        self._bands: dict[float, tuple[float, float, float, float] | None] = {}  # per event
+        self._values: dict[str, float | None] = dict.fromkeys(self._specs)
+        # Compiled plan: per kind, the names and parameters, so an event runs straight-line code.
+        self._imbalances: list[tuple[str, int]] = []
+        self._level_weighted: list[tuple[str, int, list[float]]] = []
+        self._bps_weighted: list[tuple[str, int, float]] = []
+        self._microprices: list[str] = []
+        self._spreads_bps: list[str] = []
+        self._spreads_ticks: list[tuple[str, float]] = []
+        self._depths: list[tuple[str, DepthTracker, int]] = []
+        self._ofi: list[tuple[str, _RollingSum]] = []
+        self._trade_windows: dict[int, tuple[_RollingSum, _RollingSum]] = {}
+        self._tfi: list[tuple[str, _RollingSum, _RollingSum, bool]] = []
+        self._top = 0  # how many top levels per side the imbalances need
         for name, spec in self._specs.items():
             self._compile(name, spec)
-        self._cache: dict[str, float | None] = {}
+        flow = (OrderFlowImbalance, TradeFlowImbalance)
+        self._shape_names = [name for name, spec in self._specs.items() if not isinstance(spec, flow)]
         self._now_ns = 0
-        # Best quotes after the previous event, for OFI; None while a side is (or was) empty.
+        self._prev: tuple[float, float, float, float] | None = None  # best quotes after the last event
         self._has_reference = False
-        self._prev: tuple[float, float, float, float] | None = None
         self._published: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ set-up
+        self._refresh_book_values()
+        self._refresh_flow_values()
 
     def _compile(self, name: str, spec: SignalSpec) -> None:
         if isinstance(spec, Imbalance):
-            self._shape[name] = self._imbalance_fn(spec.levels)
+            self._imbalances.append((name, spec.levels))
+            self._top = max(self._top, spec.levels)
         elif isinstance(spec, WeightedImbalance):
+            self._top = max(self._top, spec.levels)
             if spec.mode == "level":
-                self._shape[name] = self._level_weighted_fn(spec.levels, spec.decay)
+                # Weights best-last, like the tails of the book's price lists.
+                weights = [spec.decay**k for k in range(spec.levels - 1, -1, -1)]
+                self._level_weighted.append((name, spec.levels, weights))
             else:
-                self._shape[name] = self._bps_weighted_fn(spec.levels, spec.decay)
+                # decay ** d_bps == exp(d_price * k) with k = ln(decay) * 1e4 / mid, computed per event.
+                self._bps_weighted.append((name, spec.levels, math.log(spec.decay) * 1e4))
         elif isinstance(spec, Microprice):
-            self._shape[name] = self._microprice
+            self._microprices.append(name)
         elif isinstance(spec, Spread):
             if spec.unit == "bps":
-                self._shape[name] = self._spread_bps
+                self._spreads_bps.append(name)
             else:
-                assert spec.tick_size is not None  # checked by Spread.__post_init__
-                self._shape[name] = self._spread_ticks_fn(spec.tick_size)
+                assert spec.tick_size is not None  # Spread.__post_init__ checked it
+                self._spreads_ticks.append((name, spec.tick_size))
         elif isinstance(spec, Depth):
-            self._shape[name] = self._depth_fn(spec.band_bps, _DEPTH_MEASURES.index(spec.measure))
+            tracker = self.book.track_depth(spec.band_bps)
+            self._depths.append((name, tracker, _DEPTH_MEASURES.index(spec.measure)))
         elif isinstance(spec, OrderFlowImbalance):
             age = None if spec.window_ms is None else spec.window_ms * 1_000_000
-            self._ofi[name] = _RollingSum(spec.window_events, age)
+            self._ofi.append((name, _RollingSum(spec.window_events, age)))
         else:
-            window = self._trade_windows.get(spec.window_ms)
-            if window is None:
-                window = self._trade_windows[spec.window_ms] = _TradeWindow(spec.window_ms)
-            self._tfi[name] = (window, spec.normalized)
+            pair = self._trade_windows.get(spec.window_ms)
+            if pair is None:
+                age = spec.window_ms * 1_000_000
+                pair = self._trade_windows[spec.window_ms] = (_RollingSum(None, age), _RollingSum(None, age))
+            self._tfi.append((name, pair[0], pair[1], spec.normalized))
 
     @property
     def names(self) -> list[str]:
@@ -361,50 +361,47 @@ class SignalSet:
     # ------------------------------------------------------------------ events
 
     def on_snapshot(self, snap: BookSnapshot) -> None:
-        """The book was replaced by ``snap``: shape signals are stale, OFI starts a new series."""
-        self._cache = {}
-        self._bands = {}
+        """The book was replaced by ``snap``: OFI starts a new series."""
         self._advance(snap.exchange_ts_ns or snap.receive_ts_ns)
         if self._ofi:
-            for window in self._ofi.values():
+            for _, window in self._ofi:
                 window.clear()
             self._prev = self._best()
             self._has_reference = self._has_reference or self._prev is not None
+        self._refresh_book_values()
+        self._refresh_flow_values()
 
     def on_delta(self, delta: BookDelta) -> None:
-        """The book applied ``delta``."""
-        self._cache = {}
-        self._bands = {}
+        """The book applied ``delta``: bring every signal up to date."""
         ts = delta.exchange_ts_ns or delta.receive_ts_ns
         if ts > self._now_ns:
             self._now_ns = ts
-            if self._trade_windows:
-                for tw in self._trade_windows.values():
-                    tw.expire(ts)
+            for buys, sells in self._trade_windows.values():
+                buys.expire(ts)
+                sells.expire(ts)
         if self._ofi:
-            self._on_ofi_event(self._now_ns)
+            self._ofi_event()
+        self._refresh_book_values()
+        if self._tfi or self._ofi:
+            self._refresh_flow_values()
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade of this symbol happened (``trade.side`` is the aggressor)."""
-        self._cache = {}
         self._advance(trade.exchange_ts_ns or trade.receive_ts_ns)
-        if not self._trade_windows:
-            return
-        now = self._now_ns
-        if trade.side is Side.BUY:
-            for tw in self._trade_windows.values():
-                tw.buys.add(now, trade.size)
-        else:
-            for tw in self._trade_windows.values():
-                tw.sells.add(now, trade.size)
+        if self._trade_windows:
+            now = self._now_ns
+            for buys, sells in self._trade_windows.values():
+                (buys if trade.side is Side.BUY else sells).add(now, trade.size)
+        self._refresh_flow_values()
 
     def _advance(self, ts_ns: int) -> None:
         if ts_ns > self._now_ns:
             self._now_ns = ts_ns
-            for tw in self._trade_windows.values():
-                tw.expire(ts_ns)
-        for window in self._ofi.values():
-            window.expire(self._now_ns)
+            for buys, sells in self._trade_windows.values():
+                buys.expire(ts_ns)
+                sells.expire(ts_ns)
+            for _, window in self._ofi:
+                window.expire(ts_ns)
 
     def _best(self) -> tuple[float, float, float, float] | None:
         book = self.book
@@ -416,20 +413,16 @@ class SignalSet:
         pa = -ap[-1]
         return (pb, book._bid_sizes[pb], pa, book._ask_sizes[pa])
 
-    def _on_ofi_event(self, now: int) -> None:
+    def _ofi_event(self) -> None:
         cur = self._best()
         prev = self._prev
         self._prev = cur
-        if cur is None:
-            e = 0.0
-        else:
+        e = 0.0
+        if cur is not None:
             self._has_reference = True
-            if prev is None:
-                e = 0.0
-            else:
+            if prev is not None:
                 pb, qb, pa, qa = cur
                 ppb, pqb, ppa, pqa = prev
-                e = 0.0
                 if pb >= ppb:
                     e += qb
                 if pb <= ppb:
@@ -438,39 +431,101 @@ class SignalSet:
                     e -= qa
                 if pa >= ppa:
                     e += pqa
-        for window in self._ofi.values():
+        now = self._now_ns
+        for _, window in self._ofi:
             window.add(now, e)
             window.expire(now)
+
+    # ------------------------------------------------------------------ computing values
+    # These read the book's sorted price lists and size dicts directly (same package): a method call
+    # per level would cost more than the arithmetic.
+
+    def _refresh_flow_values(self) -> None:
+        vals = self._values
+        for name, window in self._ofi:
+            vals[name] = window.total if self._has_reference else None
+        for name, buys, sells, normalized in self._tfi:
+            b = buys.total if buys.terms else 0.0
+            s = sells.total if sells.terms else 0.0
+            if normalized:
+                vals[name] = (b - s) / (b + s) if buys.terms or sells.terms else None
+            else:
+                vals[name] = b - s
+
+    def _refresh_book_values(self) -> None:
+        vals = self._values
+        book = self.book
+        bp = book._bid_prices
+        ap = book._ask_prices
+        if not bp or not ap:
+            for name in self._shape_names:
+                vals[name] = None
+            return
+        bsz = book._bid_sizes
+        asz = book._ask_sizes
+        pb = bp[-1]
+        pa = -ap[-1]
+        mid = (pb + pa) * 0.5
+        top = self._top
+        if top:
+            bt = bp[-top:]
+            at = ap[-top:]
+            bs = list(map(bsz.__getitem__, bt))
+            as_ = list(map(asz.__getitem__, map(neg, at)))
+            for name, n in self._imbalances:
+                qb = sum(bs[-n:])
+                qa = sum(as_[-n:])
+                vals[name] = (qb - qa) / (qb + qa)
+            for name, n, weights in self._level_weighted:
+                nb = min(n, len(bs))
+                na = min(n, len(as_))
+                wb: float = sum(map(mul, weights[n - nb :], bs[-nb:]))
+                wa: float = sum(map(mul, weights[n - na :], as_[-na:]))
+                vals[name] = (wb - wa) / (wb + wa)
+            for name, n, k_bps in self._bps_weighted:
+                k = k_bps / mid
+                # weight = exp(distance_from_mid * k) = decay ** distance_in_bps
+                exp = math.exp
+                wb = sum(map(mul, map(exp, map(mul, map(sub, repeat(mid), bt[-n:]), repeat(k))), bs[-n:]))
+                ask_dist = map(sub, map(neg, at[-n:]), repeat(mid))
+                wa = sum(map(mul, map(exp, map(mul, ask_dist, repeat(k))), as_[-n:]))
+                vals[name] = (wb - wa) / (wb + wa)
+        if self._microprices:
+            qb1 = bsz[pb]
+            qa1 = asz[pa]
+            micro = (pb * qa1 + pa * qb1) / (qa1 + qb1)
+            for name in self._microprices:
+                vals[name] = micro
+        for name in self._spreads_bps:
+            vals[name] = (pa - pb) / mid * 1e4
+        for name, tick in self._spreads_ticks:
+            vals[name] = (pa - pb) / tick
+        for name, t, measure in self._depths:
+            if not t.valid:
+                vals[name] = None
+            elif measure == 0:
+                vals[name] = t.bid_qty
+            elif measure == 1:
+                vals[name] = t.ask_qty
+            elif measure == 2:
+                vals[name] = t.bid_notional
+            elif measure == 3:
+                vals[name] = t.ask_notional
+            else:
+                vals[name] = t.bid_qty / t.ask_qty if t.ask_levels else None
 
     # ------------------------------------------------------------------ reads
 
     def value(self, name: str) -> float | None:
         """Current value of the signal ``name``; None when undefined. ``KeyError`` for unknown names."""
-        cache = self._cache
-        if name in cache:
-            return cache[name]
-        fn = self._shape.get(name)
-        if fn is not None:
-            v = fn()
-        elif name in self._ofi:
-            v = self._ofi[name].total if self._has_reference else None
-        elif name in self._tfi:
-            tw, normalized = self._tfi[name]
-            b = tw.buys.total if tw.buys.terms else 0.0
-            s = tw.sells.total if tw.sells.terms else 0.0
-            if normalized:
-                v = (b - s) / (b + s) if b + s > 0.0 else None
-            else:
-                v = b - s
-        else:
-            raise KeyError(f"no signal named {name!r} in this set (have: {', '.join(self._specs)})")
-        cache[name] = v
-        return v
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(f"no signal named {name!r} in this set (have: {', '.join(self._specs)})") from None
 
     def values(self) -> dict[str, float | None]:
-        """Every signal's current value by name (a new dict the caller may keep)."""
-        value = self.value
-        return {name: value(name) for name in self._specs}
+        """Every signal's current value by name, in declaration order (a new dict the caller may keep)."""
+        return self._values.copy()
 
     def updates(self, ts_ns: int) -> list[SignalUpdate]:
         """``SignalUpdate`` events for the defined values that changed since the previous call.
@@ -480,150 +535,10 @@ class SignalSet:
         out = []
         published = self._published
         book = self.book
-        for name, v in self.values().items():
+        for name, v in self._values.items():
             if v is not None and published.get(name) != v:
                 published[name] = v
                 out.append(
                     SignalUpdate(venue=book.venue, symbol=book.symbol, name=name, value=v, ts_ns=ts_ns)
                 )
         return out
-
-    # ------------------------------------------------------------------ shape signals
-    # These read the book's sorted price lists and size dicts directly (same package): a method call
-    # per read would cost as much as the arithmetic.
-
-    def _imbalance_fn(self, levels: int) -> Callable[[], float | None]:
-        owner = self
-
-        def imbalance() -> float | None:
-            b = owner.book
-            bp = b._bid_prices
-            ap = b._ask_prices
-            if not bp or not ap:
-                return None
-            qb = sum(map(b._bid_sizes.__getitem__, bp[-levels:]))
-            qa = sum(map(b._ask_sizes.__getitem__, map(neg, ap[-levels:])))
-            return (qb - qa) / (qb + qa)
-
-        return imbalance
-
-    def _level_weighted_fn(self, levels: int, decay: float) -> Callable[[], float | None]:
-        # Weights best-last, matching the order of the price lists' tails.
-        weights = [decay**k for k in range(levels - 1, -1, -1)]
-        owner = self
-
-        def weighted() -> float | None:
-            b = owner.book
-            bp = b._bid_prices
-            ap = b._ask_prices
-            if not bp or not ap:
-                return None
-            bt = bp[-levels:]
-            at = ap[-levels:]
-            wb: float = sum(map(mul, weights[levels - len(bt) :], map(b._bid_sizes.__getitem__, bt)))
-            asizes = map(b._ask_sizes.__getitem__, map(neg, at))
-            wa: float = sum(map(mul, weights[levels - len(at) :], asizes))
-            return (wb - wa) / (wb + wa)
-
-        return weighted
-
-    def _bps_weighted_fn(self, levels: int, decay: float) -> Callable[[], float | None]:
-        owner = self
-        log_decay = math.log(decay)
-
-        def weighted() -> float | None:
-            b = owner.book
-            bp = b._bid_prices
-            ap = b._ask_prices
-            if not bp or not ap:
-                return None
-            mid = (bp[-1] - ap[-1]) * 0.5
-            k = log_decay * 1e4 / mid
-            bsz = b._bid_sizes
-            asz = b._ask_sizes
-            exp = math.exp
-            wb = 0.0
-            for p in bp[-levels:]:
-                wb += exp((mid - p) * k) * bsz[p]
-            wa = 0.0
-            for q in ap[-levels:]:
-                # q is the negated ask price: distance = -q - mid
-                wa += exp((-q - mid) * k) * asz[-q]
-            return (wb - wa) / (wb + wa)
-
-        return weighted
-
-    def _microprice(self) -> float | None:
-        b = self.book
-        bp = b._bid_prices
-        ap = b._ask_prices
-        if not bp or not ap:
-            return None
-        pb = bp[-1]
-        pa = -ap[-1]
-        qb = b._bid_sizes[pb]
-        qa = b._ask_sizes[pa]
-        return (pb * qa + pa * qb) / (qa + qb)
-
-    def _spread_bps(self) -> float | None:
-        b = self.book
-        bp = b._bid_prices
-        ap = b._ask_prices
-        if not bp or not ap:
-            return None
-        pb = bp[-1]
-        pa = -ap[-1]
-        return (pa - pb) / ((pa + pb) * 0.5) * 1e4
-
-    def _spread_ticks_fn(self, tick: float) -> Callable[[], float | None]:
-        owner = self
-
-        def spread_ticks() -> float | None:
-            b = owner.book
-            bp = b._bid_prices
-            ap = b._ask_prices
-            if not bp or not ap:
-                return None
-            return (-ap[-1] - bp[-1]) / tick
-
-        return spread_ticks
-
-    def _band(self, bps: float) -> tuple[float, float, float, float] | None:
-        """(bid qty, bid notional, ask qty, ask notional) within ``bps`` of mid, cached per event."""
-        cache = self._bands
-        if bps in cache:
-            return cache[bps]
-        b = self.book
-        bp = b._bid_prices
-        ap = b._ask_prices
-        if not bp or not ap:
-            result = None
-        else:
-            mid = (bp[-1] - ap[-1]) * 0.5
-            bids = bp[bisect_left(bp, mid * (1.0 - bps * 1e-4)) :]
-            asks = ap[bisect_left(ap, -(mid * (1.0 + bps * 1e-4))) :]
-            bsz = list(map(b._bid_sizes.__getitem__, bids))
-            asz = list(map(b._ask_sizes.__getitem__, map(neg, asks)))
-            result = (sum(bsz), sum(map(mul, bids, bsz)), sum(asz), -sum(map(mul, asks, asz)))
-        cache[bps] = result
-        return result
-
-    def _depth_fn(self, bps: float, measure: int) -> Callable[[], float | None]:
-        owner = self
-
-        def depth() -> float | None:
-            band = owner._band(bps)
-            if band is None:
-                return None
-            if measure == 0:
-                return band[0]
-            if measure == 1:
-                return band[2]
-            if measure == 2:
-                return band[1]
-            if measure == 3:
-                return band[3]
-            return band[0] / band[2] if band[2] > 0.0 else None
-
-        return depth
-

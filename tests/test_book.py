@@ -35,7 +35,9 @@ def test_health_moves_connecting_syncing_live_and_resyncs_on_gap() -> None:
     s2 = book.set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, 2)
     s3 = book.set_health(BookHealth.RESYNCING, HealthReason.GAP, 3)
 
-    assert s1 is not None and s2 is not None and s3 is not None
+    assert s1 is not None
+    assert s2 is not None
+    assert s3 is not None
     assert (s3.previous, s3.health, s3.reason) == (BookHealth.LIVE, BookHealth.RESYNCING, HealthReason.GAP)
     assert book.counters.gaps == 1
 
