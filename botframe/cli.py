@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,7 +130,7 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_config(args: argparse.Namespace, out: TextIO) -> int:
-    settings, plugins = _load(args.config, args)
+    settings, _plugins = _load(args.config, args)
     print(f"{args.config}: OK (mode={settings.mode.value}, executor={settings.executor}, "
           f"venues={', '.join(settings.venues)}, strategies={', '.join(settings.strategies)}, "
           f"services={', '.join(settings.enabled_services()) or 'none'})", file=out)
@@ -137,9 +138,9 @@ def _check_config(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _replay_server(args: argparse.Namespace) -> int:
-    from botframe_plugins.sim.replay import serve_forever
-
-    asyncio.run(serve_forever(args.capture, rest_files=args.rest, port=args.port, pace=args.pace))
+    # The replay server is part of the bundled sim plugin; the core imports no plugin statically.
+    replay = importlib.import_module("botframe_plugins.sim.replay")
+    asyncio.run(replay.serve_forever(args.capture, rest_files=args.rest, port=args.port, pace=args.pace))
     return EXIT_OK
 
 

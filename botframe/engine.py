@@ -41,6 +41,7 @@ from .events import (
     OrderStatus,
     OrderUpdate,
     Trade,
+    TradingState,
     TradingStateChanged,
 )
 from .journal import Journal
@@ -177,6 +178,7 @@ class Engine:
         self.failed = False
         self.summary: RunSummary | None = None
         self._stop = asyncio.Event()
+        self._orders_closed = asyncio.Event()  # set whenever the last open order finishes
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
         self._services: list[tuple[str, Service]] = []
@@ -187,6 +189,7 @@ class Engine:
         self._dispatch_depth = 0
         self._pending: list[OrderUpdate | Fill] = []
         self._started_ns = 0
+        self._health_at_stop: dict[tuple[str, str], BookHealth] = {}
         self._fills = 0
         self._fees = Decimal(0)
         self._hook_on_fill = False
@@ -222,7 +225,7 @@ class Engine:
                     symbol=order_update.symbol, status=OrderStatus.EXPIRED, side=order_update.side,
                     quantity=order_update.quantity, filled_quantity=order_update.filled_quantity,
                     price=order_update.price, reason="expired at restart", ts_ns=self.clock.time_ns()))
-        self.client_ids = ClientOrderIds(start_counter=start_counter)
+        self.client_ids = ClientOrderIds(self.clock, start_counter=start_counter)
         self.risk_context = RiskContext(
             books=self._book_or_none,
             signal=self.signal,
@@ -357,6 +360,9 @@ class Engine:
             self.journal.record(ev)
         self.log.warning("trading state changed", previous=ev.previous.value, state=ev.state.value,
                          reason=ev.reason)
+        if ev.state is TradingState.HALTED:
+            for order in self.orders.open_orders(None, None):
+                self.executor.cancel(order.client_order_id)
 
     # -- orders (the OrderRouter protocol of StrategyContext) -----------------------------------------
 
@@ -454,6 +460,8 @@ class Engine:
             self._fees += event.fee
         else:
             self.orders.apply(event)
+            if event.status.is_terminal and not self.orders.open_count():
+                self._orders_closed.set()
         self.bus.publish(event)
         if self._dispatch_depth:
             self._pending.append(event)
@@ -516,7 +524,7 @@ class Engine:
     async def run(self) -> RunSummary:
         """Run until ``duration_secs`` elapses, a stop is requested, or a task fails; return the summary."""
         loop = asyncio.get_running_loop()
-        installed: list[int] = []
+        installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self.request_stop)
@@ -583,15 +591,20 @@ class Engine:
     async def _wind_down(self) -> None:
         """Stop strategies, cancel every open order and give the executor a moment to confirm."""
         self.log.info("stopping strategies and cancelling open orders")
+        # The summary reports books as they were while trading, not as the venues leave them.
+        self._health_at_stop = {key: slot.book.health for key, slot in self.slots.items()}
         for runner in self._runners.values():
             runner.stop()
         for order in self.orders.open_orders(None, None):
             self.executor.cancel(order.client_order_id)
-        deadline = self.clock.monotonic_ns() + int(self.settings.engine.shutdown_timeout_secs * 1e9)
-        while self.orders.open_orders(None, None) and self.clock.monotonic_ns() < deadline:
-            await asyncio.sleep(0.01)
-        for name, _service in self._services:
-            self.log.debug("service will stop", service=name)
+        if self.orders.open_count():
+            self._orders_closed.clear()
+            try:
+                async with asyncio.timeout(self.settings.engine.shutdown_timeout_secs):
+                    await self._orders_closed.wait()
+            except TimeoutError:
+                self.log.warning("open orders not confirmed cancelled before the shutdown timeout",
+                                 open_orders=[o.client_order_id for o in self.orders.open_orders(None, None)])
 
     async def _close(self) -> None:
         try:
@@ -607,10 +620,6 @@ class Engine:
             self.hooks.shutdown(self)
         except Exception as exc:
             self.log.error("shutdown hook failed", error=repr(exc))
-        for (venue, symbol), slot in self.slots.items():
-            status = slot.book.set_health(BookHealth.CONNECTING, HealthReason.STOPPED, self.clock.time_ns())
-            if status is not None:
-                self.log.debug("book closed", venue=venue, symbol=symbol)
         if self.journal is not None:
             self.journal.close()
 
@@ -667,7 +676,7 @@ class Engine:
             messages=self.messages(),
             events=self.bus.published,
             orders_by_status={k.value: v for k, v in self.orders.counts_by_status().items()},
-            denials=sum(self.gate.counts.values()) if hasattr(self.gate, "counts") else 0,
+            denials=sum(self.gate.counts.values()),
             fills=self._fills,
             fees=self._fees,
             failed=self.failed,
@@ -678,7 +687,8 @@ class Engine:
             book = slot.book
             bid, ask = book.best_bid(), book.best_ask()
             summary.books.append({
-                "venue": venue, "symbol": symbol, "health": book.health.value,
+                "venue": venue, "symbol": symbol,
+                "health": self._health_at_stop.get((venue, symbol), book.health).value,
                 "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
                 "levels": book.bid_count + book.ask_count,
             })

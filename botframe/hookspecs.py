@@ -7,7 +7,7 @@ through the typed facade :class:`botframe.plugins.Hooks`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -29,7 +29,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def botframe_register_venues(registry: Registry) -> None:
+def botframe_register_venues(registry: Registry[Any]) -> None:
     """Register market-data venues.
 
     Called once, before settings are validated. Call ``registry.add(name, factory, settings_model)``
@@ -39,7 +39,7 @@ def botframe_register_venues(registry: Registry) -> None:
 
 
 @hookspec
-def botframe_register_strategies(registry: Registry) -> None:
+def botframe_register_strategies(registry: Registry[Any]) -> None:
     """Register strategies: ``registry.add(name, strategy_class, settings_model)``.
 
     The strategy's section is ``[strategies.<name>]``. Called once, before settings are validated.
@@ -47,7 +47,7 @@ def botframe_register_strategies(registry: Registry) -> None:
 
 
 @hookspec
-def botframe_register_executors(registry: Registry) -> None:
+def botframe_register_executors(registry: Registry[Any]) -> None:
     """Register order executors (``paper``, live ones): ``registry.add(name, factory, settings_model)``.
 
     The section is ``[executors.<name>]``. Called once, before settings are validated.
@@ -55,7 +55,7 @@ def botframe_register_executors(registry: Registry) -> None:
 
 
 @hookspec
-def botframe_register_services(registry: Registry) -> None:
+def botframe_register_services(registry: Registry[Any]) -> None:
     """Register background services (the exchange simulator, recorders, exporters).
 
     ``registry.add(name, factory, settings_model)``; ``factory(settings, context)`` returns a

@@ -214,7 +214,8 @@ class PluginSystem:
                     self.infos[entry.plugin].registers.append(f"{registry.kind} {entry.name}")
         for impl in self.pm.hook.botframe_check_order.get_hookimpls():
             if impl.plugin_name in self.infos:
-                self.infos[impl.plugin_name].registers.append("risk check")
+                check = impl.function.__name__.removeprefix("check_").removeprefix("botframe_")
+                self.infos[impl.plugin_name].registers.append(f"risk check {check}")
         self._discovered = True
 
     def _call_register(self, hook_name: str, registry: Registry[Any]) -> None:

@@ -65,7 +65,7 @@ class StatusView:
             "messages": engine.messages(),
             "books": {f"{v}:{s}": slot.book.health.value for (v, s), slot in engine.slots.items()},
             "positions": {f"{r['venue']}:{r['symbol']}": str(r["position"])
-                          for r in engine.portfolio.summary()},
+                          for r in engine.portfolio.summary() if r["venue"]},
             "open_orders": len(engine.orders.open_orders(None, None)),
             "fills": engine._fills,
             "pnl": str(pnl.net.quantize(_CENT)),
@@ -91,7 +91,7 @@ def render_summary(summary: RunSummary, out: TextIO) -> None:
     console.print(f"botframe run summary ({summary.duration_secs:.1f} s)"
                   + ("  [FAILED: see the log]" if summary.failed else ""))
     console.print(f"messages processed: {summary.messages}   events processed: {summary.events}   "
-                  f"denials: {summary.denials}   fills: {summary.fills}   fees: {summary.fees}")
+                  f"denials: {summary.denials}   fills: {summary.fills}   fees: {money(summary.fees)}")
     books = Table("venue", "symbol", "health", "best bid", "best ask", "levels", title="books",
                   title_justify="left")
     for b in summary.books:
@@ -99,25 +99,45 @@ def render_summary(summary: RunSummary, out: TextIO) -> None:
                       str(b["levels"]))
     console.print(books)
     orders = Table("status", "count", title="orders", title_justify="left")
-    for status, count in sorted(summary.orders_by_status.items()):
+    shown_statuses = {k: v for k, v in sorted(summary.orders_by_status.items()) if v}
+    for status, count in shown_statuses.items():
         orders.add_row(status, str(count))
-    if not summary.orders_by_status:
+    if not shown_statuses:
         orders.add_row("(none)", "0")
     console.print(orders)
     positions = Table("venue", "symbol", "position", "avg entry", "realized", "unrealized", "fees",
                       title="positions and PnL", title_justify="left")
     for p in summary.positions:
-        positions.add_row(str(p["venue"]), str(p["symbol"]), str(p["position"]), str(p.get("avg_entry", "")),
-                          str(p.get("realized_pnl", "")), str(p.get("unrealized_pnl", "")),
-                          str(p.get("fees", "")))
+        positions.add_row(str(p["venue"]), str(p["symbol"]), str(p["position"]), _dec(p.get("avg_entry")),
+                          _dec(p.get("realized_pnl")), _dec(p.get("unrealized_pnl")), _dec(p.get("fees")))
     console.print(positions)
-    console.print(f"total realized PnL: {summary.realized_pnl}   unrealized PnL: {summary.unrealized_pnl}")
+    console.print(f"total realized PnL: {money(summary.realized_pnl)}   "
+                  f"unrealized PnL: {money(summary.unrealized_pnl)}   "
+                  f"net of fees: {money(summary.realized_pnl + summary.unrealized_pnl - summary.fees)}")
     for venue, counters in summary.venue_counters.items():
         shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
         console.print(f"venue {venue}: {shown or 'no counters'}")
     for name, errors in summary.strategy_errors.items():
         if errors:
             console.print(f"strategy {name}: {errors} errors")
+
+
+_DISPLAY = Decimal("0.00000001")
+
+
+def money(value: Decimal) -> str:
+    """Money for display: 8 decimal places at most, trailing zeros dropped (the value stays exact)."""
+    shown = value.quantize(_DISPLAY).normalize()
+    return f"{shown:f}"
+
+
+def _dec(text: object) -> str:
+    if text in (None, ""):
+        return ""
+    try:
+        return money(Decimal(str(text)))
+    except ArithmeticError:
+        return str(text)
 
 
 def _fmt(value: float | None) -> str:

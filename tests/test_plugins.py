@@ -136,7 +136,7 @@ def test_duplicate_registration_names_both_plugins() -> None:
     plugins.register(_VenueA(), "a")
     plugins.register(_VenueB(), "b")
     try:
-        with pytest.raises(DuplicateRegistrationError, match="'a'.*'b'|'b'.*'a'"):
+        with pytest.raises(DuplicateRegistrationError, match=r"'a'.*'b'|'b'.*'a'"):
             plugins.discover()
     finally:
         plugins.unregister("a")
