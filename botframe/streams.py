@@ -1,0 +1,526 @@
+"""A WebSocket client that stays connected, and a REST helper with the same retry policy.
+
+Every venue's market data arrives through :class:`ResilientWebSocket`: it connects, lets the venue
+(re)subscribe, hands each raw frame to the venue's parser, and when the connection breaks it decides, with
+the pure policy below, whether to try again and how long to wait.
+
+Policy as pure functions (unit-tested without a socket, like ``websockets``' own ``backoff()`` and
+``process_exception()``):
+
+* :func:`backoff` yields reconnect delays: exponential from ``initial_delay_ms`` by ``factor`` up to
+  ``max_delay_ms``, each shortened by a random part (``jitter``) so a fleet of clients does not reconnect
+  in step. The connect loop starts a fresh generator after a connection stayed up ``reset_after_secs``.
+* :func:`classify` says whether an error or a close code is worth retrying (``RETRY``) or will fail the
+  same way again (``FATAL``); :func:`retry_after_secs` reads a server's ``Retry-After``.
+
+Errors, and what :func:`classify` makes of them::
+
+    OSError (DNS failure, refused, reset), TimeoutError ............ RETRY
+        ssl.SSLCertVerificationError .............................. FATAL  (a bad certificate stays bad)
+    websockets InvalidStatus / HttpStatusError / aiohttp ClientResponseError, by HTTP status:
+        408, 418 (Binance IP ban), 425, 429, 5xx .................. RETRY  (honouring Retry-After)
+        any other status .......................................... FATAL  (bad URL, auth, request)
+    websockets InvalidMessage (EOF during the handshake) ............ RETRY
+    other websockets InvalidHandshake, InvalidURI, InvalidProxy ..... FATAL
+    ConnectionClosed, by the close code received (or sent, or 1006):
+        1003, 1007, 1009, 1010 .................................... FATAL  (what we send is refused)
+        anything else (1000, 1001, 1006, 1011-1014, 4xxx) ......... RETRY
+    StaleStreamError (the watchdog found no message in time) ........ RETRY
+    aiohttp ClientConnectionError / ClientPayloadError .............. RETRY
+    anything else (ValueError from a bad URL, a bug) ................ FATAL
+
+The receive loop does one ``await recv()`` and one callback per frame and nothing else: no decode
+(frames are passed as the ``bytes`` on the wire; msgspec decodes bytes directly), no logging, no clock
+read. The stale watchdog compares the message counter at intervals of the injected clock instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import aiohttp
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxy,
+    InvalidStatus,
+    InvalidURI,
+)
+
+if TYPE_CHECKING:
+    from .clock import Clock
+
+__all__ = [
+    "BackoffSettings",
+    "Disposition",
+    "HttpStatusError",
+    "ResilientWebSocket",
+    "RestClient",
+    "StaleStreamError",
+    "StreamCounters",
+    "StreamFatalError",
+    "backoff",
+    "classify",
+    "close_code",
+    "parse_retry_after",
+    "retry_after_secs",
+]
+
+_log = structlog.get_logger("botframe.streams")
+
+MessageHandler = Callable[[bytes], None]
+ConnectHandler = Callable[[ClientConnection], Awaitable[None]]
+DisconnectHandler = Callable[[BaseException], None]
+
+# Close codes (RFC 6455 section 7.4) that mean the peer refuses what we send or negotiate.
+_FATAL_CLOSE_CODES = frozenset({1003, 1007, 1009, 1010})
+_RETRY_HTTP_STATUSES = frozenset({408, 418, 425, 429})
+_ABNORMAL_CLOSURE = 1006
+
+
+class Disposition(enum.StrEnum):
+    """What to do after an error: try again (after a delay) or give up and report it."""
+
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+class StaleStreamError(Exception):
+    """No message arrived within ``stale_after_ms``; the connection was replaced."""
+
+
+class StreamFatalError(Exception):
+    """A connection error that retrying would not fix; ``__cause__`` is the original error."""
+
+
+class HttpStatusError(Exception):
+    """A REST request answered with an error status."""
+
+    def __init__(self, status: int, url: str, body: str = "", retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP {status} from {url}: {body[:200]}")
+        self.status = status
+        self.url = url
+        self.body = body
+        #: The raw ``Retry-After`` header, if any (see :func:`retry_after_secs`).
+        self.retry_after = retry_after
+
+
+class BackoffSettings(BaseModel):
+    """Delays between reconnect (or REST retry) attempts, with units in the names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_delay_ms: float = Field(default=500.0, ge=0, description="first delay before jitter")
+    factor: float = Field(default=2.0, ge=1.0, description="each delay is the previous one times this")
+    max_delay_ms: float = Field(default=30_000.0, ge=0, description="delays never exceed this")
+    jitter: float = Field(default=0.5, ge=0.0, le=1.0, description="random fraction taken off each delay")
+    reset_after_secs: float = Field(
+        default=60.0, ge=0, description="a connection up this long starts the delays again from the first"
+    )
+
+
+# -- pure policy ----------------------------------------------------------------------------------------
+
+
+def backoff(settings: BackoffSettings, rng: Callable[[], float] = random.random) -> Iterator[float]:
+    """Reconnect delays in seconds: ``initial * factor**n`` capped at ``max``, less up to ``jitter`` of it."""
+    delay_ms = min(settings.initial_delay_ms, settings.max_delay_ms)
+    while True:
+        yield delay_ms * (1.0 - settings.jitter * rng()) / 1000.0
+        delay_ms = min(delay_ms * settings.factor, settings.max_delay_ms)
+
+
+def close_code(exc: ConnectionClosed) -> int:
+    """The close code that ended a connection: the peer's, else ours, else 1006 (no close frame)."""
+    if exc.rcvd is not None:
+        return exc.rcvd.code
+    if exc.sent is not None:
+        return exc.sent.code
+    return _ABNORMAL_CLOSURE
+
+
+def _classify_status(status: int) -> Disposition:
+    if status in _RETRY_HTTP_STATUSES or status >= 500:
+        return Disposition.RETRY
+    return Disposition.FATAL
+
+
+def classify(error: BaseException | int) -> Disposition:
+    """Retry or give up after ``error`` (an exception, or a WebSocket close code); see the module table."""
+    if isinstance(error, int):
+        return Disposition.FATAL if error in _FATAL_CLOSE_CODES else Disposition.RETRY
+    if isinstance(error, StaleStreamError):
+        return Disposition.RETRY
+    if isinstance(error, ConnectionClosed):
+        return classify(close_code(error))
+    if isinstance(error, InvalidStatus):
+        return _classify_status(error.response.status_code)
+    if isinstance(error, HttpStatusError):
+        return _classify_status(error.status)
+    if isinstance(error, aiohttp.ClientResponseError):
+        return _classify_status(error.status)
+    if isinstance(error, InvalidMessage):
+        return Disposition.RETRY
+    if isinstance(error, InvalidHandshake | InvalidURI | InvalidProxy):
+        return Disposition.FATAL
+    if isinstance(error, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
+        return Disposition.FATAL
+    if isinstance(error, aiohttp.InvalidURL):
+        return Disposition.FATAL
+    if isinstance(error, OSError | TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return Disposition.RETRY
+    return Disposition.FATAL
+
+
+def parse_retry_after(value: str | None, now_epoch_secs: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now_epoch_secs)
+
+
+def _header(headers: Mapping[str, str] | Any, name: str) -> str | None:
+    try:
+        value = headers.get(name)
+    except AttributeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def retry_after_secs(error: BaseException, now_epoch_secs: float) -> float | None:
+    """The server's requested wait in seconds, when ``error`` carries a ``Retry-After``."""
+    if isinstance(error, HttpStatusError):
+        return parse_retry_after(error.retry_after, now_epoch_secs)
+    if isinstance(error, InvalidStatus):
+        return parse_retry_after(_header(error.response.headers, "Retry-After"), now_epoch_secs)
+    if isinstance(error, aiohttp.ClientResponseError) and error.headers is not None:
+        return parse_retry_after(_header(error.headers, "Retry-After"), now_epoch_secs)
+    return None
+
+
+# -- WebSocket ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamCounters:
+    """Counters of one logical connection (they survive reconnects)."""
+
+    connects: int = 0  # opening handshakes that succeeded
+    reconnects: int = 0  # of those, the ones after the first
+    connect_failures: int = 0  # attempts that failed before the handshake completed
+    disconnects: int = 0  # established connections that ended
+    messages: int = 0
+    bytes: int = 0
+    parse_errors: int = 0  # counted by the venue's parser, which knows what a bad frame is
+    handler_errors: int = 0  # the message callback raised (a bug: logged, the frame skipped)
+    stale_timeouts: int = 0
+    last_close_code: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class ResilientWebSocket:
+    """One logical WebSocket connection that reconnects by itself until cancelled.
+
+    ``on_message(frame)`` gets every frame as ``bytes``, synchronously, in order; it must not raise (a
+    raise is counted in ``handler_errors`` and the frame skipped). ``on_connect(ws)`` runs after each
+    successful handshake, before any frame is read: send subscriptions there. ``on_disconnect(error)``
+    runs when an established connection ends (``StaleStreamError`` when the watchdog replaced it).
+
+    :meth:`run` returns only by raising: ``CancelledError`` when the owner stops it, or
+    :class:`StreamFatalError` when :func:`classify` calls an error fatal.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: MessageHandler,
+        clock: Clock,
+        on_connect: ConnectHandler | None = None,
+        on_disconnect: DisconnectHandler | None = None,
+        name: str = "",
+        backoff_settings: BackoffSettings | None = None,
+        stale_after_ms: float = 30_000.0,
+        ping_interval_secs: float | None = 20.0,
+        ping_timeout_secs: float | None = 20.0,
+        open_timeout_secs: float = 10.0,
+        close_timeout_secs: float = 2.0,
+        max_message_bytes: int = 8 * 1024 * 1024,
+        max_queue: int = 256,
+        rng: Callable[[], float] = random.random,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name or url
+        self.counters = StreamCounters()
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._clock = clock
+        self._backoff = backoff_settings or BackoffSettings()
+        self._stale_after_ns = int(stale_after_ms * 1_000_000)
+        self._ping_interval = ping_interval_secs
+        self._ping_timeout = ping_timeout_secs
+        self._open_timeout = open_timeout_secs
+        self._close_timeout = close_timeout_secs
+        self._max_size = max_message_bytes
+        self._max_queue = max_queue
+        self._rng = rng
+        self._log = (log or _log).bind(stream=self.name)
+        self._ws: ClientConnection | None = None
+        self._stale = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
+    def latency_secs(self) -> float:
+        """Round trip of the last keepalive ping (0 before the first pong)."""
+        return self._ws.latency if self._ws is not None else 0.0
+
+    async def send(self, message: str | bytes) -> None:
+        """Send on the current connection; raises ``ConnectionError`` when there is none."""
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        await ws.send(message)
+
+    async def run(self) -> NoReturn:
+        """Connect, stream, and reconnect on every retryable error, forever."""
+        delays = backoff(self._backoff, self._rng)
+        reset_after_ns = int(self._backoff.reset_after_secs * 1e9)
+        while True:
+            connected_at_ns: int | None = None
+            try:
+                async with connect(
+                    self.url,
+                    open_timeout=self._open_timeout,
+                    ping_interval=self._ping_interval,
+                    ping_timeout=self._ping_timeout,
+                    close_timeout=self._close_timeout,
+                    max_size=self._max_size,
+                    max_queue=self._max_queue,
+                    # Market data is latency-bound; inflating every frame costs more than it saves.
+                    compression=None,
+                ) as ws:
+                    connected_at_ns = self._clock.monotonic_ns()
+                    self._on_opened(ws)
+                    if self._on_connect is not None:
+                        await self._on_connect(ws)
+                    await self._serve(ws)
+                raise ConnectionError("connection ended without a close frame")  # pragma: no cover
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error: BaseException = exc
+            finally:
+                self._ws = None
+            if self._stale:
+                self._stale = False
+                error = StaleStreamError(f"no message for {self._stale_after_ns / 1e6:.0f} ms")
+            if isinstance(error, ConnectionClosed):
+                self.counters.last_close_code = close_code(error)
+            if connected_at_ns is not None:
+                self.counters.disconnects += 1
+                if self._on_disconnect is not None:
+                    self._on_disconnect(error)
+                if self._clock.monotonic_ns() - connected_at_ns >= reset_after_ns:
+                    delays = backoff(self._backoff, self._rng)
+            else:
+                self.counters.connect_failures += 1
+            if classify(error) is Disposition.FATAL:
+                self._log.error("stream failed; not retrying", error=repr(error))
+                raise StreamFatalError(f"{self.name}: {error!r}") from error
+            delay = next(delays)
+            server_wait = retry_after_secs(error, self._clock.time_ns() / 1e9)
+            if server_wait is not None and server_wait > delay:
+                delay = server_wait
+            self._log.warning(
+                "connect failed; retrying" if connected_at_ns is None else "disconnected; reconnecting",
+                error=repr(error)[:300],
+                delay_secs=round(delay, 3),
+                reconnects=self.counters.reconnects,
+            )
+            await self._clock.sleep(delay)
+
+    def _on_opened(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._stale = False
+        counters = self.counters
+        if counters.connects:
+            counters.reconnects += 1
+        counters.connects += 1
+        self._log.info("stream connected", connects=counters.connects)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        watchdog = None
+        if self._stale_after_ns:
+            watchdog = asyncio.create_task(self._watch(ws), name=f"{self.name}-watchdog")
+        try:
+            await self._receive(ws)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+                try:
+                    await watchdog
+                except asyncio.CancelledError:
+                    # Our own cancellation of the watchdog; re-raise if we are being cancelled too.
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        recv = ws.recv
+        on_message = self._on_message
+        counters = self.counters
+        while True:
+            frame = await recv(False)  # bytes as received: no UTF-8 decode, msgspec reads bytes
+            counters.messages += 1
+            counters.bytes += len(frame)
+            try:
+                on_message(frame)
+            except Exception:
+                counters.handler_errors += 1
+                if counters.handler_errors == 1 or counters.handler_errors % 10_000 == 0:
+                    self._log.exception(
+                        "message handler failed; frame skipped",
+                        frame=bytes(frame[:200]).decode("utf-8", "replace"),
+                        handler_errors=counters.handler_errors,
+                    )
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Replace the connection when the message counter stops moving for ``stale_after_ms``."""
+        clock = self._clock
+        stale_ns = self._stale_after_ns
+        check_secs = max(stale_ns / 4e9, 0.001)
+        seen = self.counters.messages
+        since = clock.monotonic_ns()
+        while True:
+            await clock.sleep(check_secs)
+            now = clock.monotonic_ns()
+            count = self.counters.messages
+            if count != seen:
+                seen, since = count, now
+            elif now - since >= stale_ns:
+                self._stale = True
+                self.counters.stale_timeouts += 1
+                # Abort rather than close: a silent peer would hold a closing handshake for close_timeout.
+                ws.transport.abort()
+                return
+
+
+# -- REST -----------------------------------------------------------------------------------------------
+
+
+class RestClient:
+    """GET requests with a timeout and the same retry policy as the streams (``async with`` it).
+
+    Retryable failures (see :func:`classify`) are retried after :func:`backoff` delays, or after the
+    server's ``Retry-After`` when longer, up to ``max_attempts`` (None: until cancelled); the last error
+    is raised otherwise. Error statuses raise :class:`HttpStatusError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        timeout_secs: float = 10.0,
+        backoff_settings: BackoffSettings | None = None,
+        max_attempts: int | None = 5,
+        rng: Callable[[], float] = random.random,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+        user_agent: str = "botframe",
+    ) -> None:
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_secs)
+        self._backoff = backoff_settings or BackoffSettings()
+        self._max_attempts = max_attempts
+        self._rng = rng
+        self._log = log or _log
+        self._headers = {"User-Agent": user_agent}
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> RestClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get(
+        self, url: str, params: Mapping[str, str | int] | None = None, *, max_attempts: int | None = -1
+    ) -> bytes:
+        """The body of ``GET url?params``; ``max_attempts`` overrides the client's (-1: keep it)."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("RestClient is not open; use 'async with RestClient(...)'")
+        attempts_allowed = self._max_attempts if max_attempts == -1 else max_attempts
+        delays = backoff(self._backoff, self._rng)
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                async with session.get(url, params=params) as response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise HttpStatusError(
+                            response.status,
+                            str(response.url),
+                            body[:500].decode("utf-8", "replace"),
+                            response.headers.get("Retry-After"),
+                        )
+                    return body
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if classify(exc) is Disposition.FATAL or (
+                    attempts_allowed is not None and attempt >= attempts_allowed
+                ):
+                    raise
+                delay = next(delays)
+                server_wait = retry_after_secs(exc, self._clock.time_ns() / 1e9)
+                if server_wait is not None and server_wait > delay:
+                    delay = server_wait
+                self.retries += 1
+                self._log.warning(
+                    "REST request failed; retrying",
+                    url=url,
+                    error=repr(exc)[:300],
+                    attempt=attempt,
+                    delay_secs=round(delay, 3),
+                )
+                await self._clock.sleep(delay)

@@ -1,0 +1,584 @@
+"""The resilient WebSocket client and REST helper: pure policy first, then against real local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import aiohttp
+import pytest
+from aiohttp import web
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import (
+    ConnectionClosedError,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.frames import Close
+from websockets.http11 import Request, Response
+
+from botframe.clock import LiveClock, SimulatedClock
+from botframe.streams import (
+    BackoffSettings,
+    Disposition,
+    HttpStatusError,
+    ResilientWebSocket,
+    RestClient,
+    StaleStreamError,
+    StreamFatalError,
+    backoff,
+    classify,
+    close_code,
+    parse_retry_after,
+    retry_after_secs,
+)
+
+pytestmark = pytest.mark.timeout(20)
+
+FAST = BackoffSettings(initial_delay_ms=1, factor=2, max_delay_ms=5, jitter=0.0, reset_after_secs=60)
+
+
+def take(delays: object, n: int) -> list[float]:
+    it = iter(delays)  # type: ignore[call-overload]
+    return [round(next(it), 6) for _ in range(n)]
+
+
+def http_status(status: int, headers: dict[str, str] | None = None) -> InvalidStatus:
+    return InvalidStatus(Response(status, "", Headers(headers or {}), b""))
+
+
+def closed(code: int | None) -> ConnectionClosedError:
+    return ConnectionClosedError(Close(code, "") if code is not None else None, None)
+
+
+# -- backoff --------------------------------------------------------------------------------------------
+
+
+def test_backoff_grows_by_factor_and_stops_at_the_cap() -> None:
+    settings = BackoffSettings(initial_delay_ms=100, factor=2, max_delay_ms=1000, jitter=0.0)
+
+    delays = take(backoff(settings), 7)
+
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+
+
+def test_backoff_jitter_takes_off_at_most_its_fraction() -> None:
+    settings = BackoffSettings(initial_delay_ms=1000, factor=1, max_delay_ms=1000, jitter=0.25)
+
+    longest = take(backoff(settings, rng=lambda: 0.0), 1)
+    shortest = take(backoff(settings, rng=lambda: 1.0), 1)
+
+    assert longest == [1.0]
+    assert shortest == [0.75]
+
+
+def test_backoff_initial_delay_above_cap_is_capped() -> None:
+    settings = BackoffSettings(initial_delay_ms=5000, max_delay_ms=100, jitter=0.0)
+
+    assert take(backoff(settings), 2) == [0.1, 0.1]
+
+
+def test_backoff_settings_reject_a_shrinking_factor() -> None:
+    with pytest.raises(ValueError, match="factor"):
+        BackoffSettings(factor=0.5)
+
+
+# -- classify -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(),
+        ConnectionResetError(),
+        socket.gaierror(-2, "Name or service not known"),
+        TimeoutError(),
+        StaleStreamError(),
+        InvalidMessage("did not receive a valid HTTP response"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("truncated"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_network_failures_are_retried(error: BaseException) -> None:
+    assert classify(error) is Disposition.RETRY
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ssl.SSLCertVerificationError("certificate verify failed"),
+        InvalidURI("htp://x", "scheme isn't ws or wss"),
+        InvalidHeader("Upgrade"),
+        ValueError("bad"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_configuration_failures_are_fatal(error: BaseException) -> None:
+    assert classify(error) is Disposition.FATAL
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1006, 1008, 1011, 1012, 1013, 1014, 4000])
+def test_close_codes_that_may_pass_are_retried(code: int) -> None:
+    assert classify(code) is Disposition.RETRY
+    assert classify(closed(code)) is Disposition.RETRY
+
+
+@pytest.mark.parametrize("code", [1003, 1007, 1009, 1010])
+def test_close_codes_refusing_what_we_send_are_fatal(code: int) -> None:
+    assert classify(code) is Disposition.FATAL
+    assert classify(closed(code)) is Disposition.FATAL
+
+
+def test_connection_lost_without_close_frame_counts_as_1006_and_is_retried() -> None:
+    error = closed(None)
+
+    assert close_code(error) == 1006
+    assert classify(error) is Disposition.RETRY
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (408, Disposition.RETRY),
+    (418, Disposition.RETRY),
+    (429, Disposition.RETRY),
+    (500, Disposition.RETRY),
+    (503, Disposition.RETRY),
+    (400, Disposition.FATAL),
+    (401, Disposition.FATAL),
+    (403, Disposition.FATAL),
+    (404, Disposition.FATAL),
+])
+def test_http_statuses_are_classified_alike_for_websocket_and_rest(
+    status: int, expected: Disposition
+) -> None:
+    assert classify(http_status(status)) is expected
+    assert classify(HttpStatusError(status, "http://x")) is expected
+
+
+def test_retry_after_in_seconds_is_read_from_a_rejected_handshake() -> None:
+    error = http_status(429, {"Retry-After": "7"})
+
+    assert retry_after_secs(error, now_epoch_secs=0) == 7.0
+
+
+def test_retry_after_as_http_date_counts_from_now() -> None:
+    now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
+    later = datetime(2024, 1, 1, 12, 0, 30, tzinfo=UTC)
+
+    wait = parse_retry_after(format_datetime(later, usegmt=True), now.timestamp())
+
+    assert wait == 30.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "Mon, 99 Foo"])
+def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
+    assert parse_retry_after(value, 0.0) is None
+
+
+def test_retry_after_in_the_past_means_now() -> None:
+    assert parse_retry_after("-5", 0.0) == 0.0
+
+
+# -- WebSocket against a real local server --------------------------------------------------------------
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+ProcessRequest = Callable[[ServerConnection, Request], Response | None]
+
+
+async def start_server(handler: Handler, process_request: ProcessRequest | None = None) -> tuple[Server, str]:
+    server = await serve(handler, "127.0.0.1", 0, process_request=process_request, compression=None)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"ws://127.0.0.1:{port}/stream"
+
+
+async def run_until(client: ResilientWebSocket, done: asyncio.Event, timeout: float = 10.0) -> None:
+    """Run ``client`` until ``done`` is set, then cancel it (bounded by ``timeout``)."""
+    task = asyncio.create_task(client.run())
+    try:
+        async with asyncio.timeout(timeout):
+            waiter = asyncio.create_task(done.wait())
+            finished, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if task in finished:
+                waiter.cancel()
+                task.result()  # raises what run() raised
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def frames_then_close() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server that records subscriptions, sends two frames, and on the first connection only then drops."""
+    subscriptions: list[str] = []
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        subscriptions.append(str(await ws.recv()))
+        await ws.send('{"n":1}')
+        await ws.send(b'{"n":2}')
+        if connections == 1:
+            await ws.close(1011, "restarting")
+        else:
+            await ws.wait_closed()
+
+    server, url = await start_server(handler)
+    try:
+        yield url, subscriptions
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_frames_reach_the_callback_as_bytes_in_order(frames_then_close: tuple[str, list[str]]) -> None:
+    url, _ = frames_then_close
+    received: list[bytes] = []
+    done = asyncio.Event()
+
+    def on_message(frame: bytes) -> None:
+        received.append(frame)
+        if len(received) == 2:
+            done.set()
+
+    async def subscribe(ws: ClientConnection) -> None:
+        await ws.send("subscribe")
+
+    client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe, clock=LiveClock(),
+                                backoff_settings=FAST)
+    await run_until(client, done)
+
+    assert received == [b'{"n":1}', b'{"n":2}']
+    assert client.counters.messages == 2
+    assert client.counters.bytes == 14
+
+
+async def test_reconnect_after_server_close_resubscribes(frames_then_close: tuple[str, list[str]]) -> None:
+    url, subscriptions = frames_then_close
+    done = asyncio.Event()
+    disconnects: list[BaseException] = []
+    received: list[bytes] = []
+
+    def on_message(frame: bytes) -> None:
+        received.append(frame)
+        if len(received) == 4:
+            done.set()
+
+    async def subscribe(ws: ClientConnection) -> None:
+        await ws.send("subscribe")
+
+    client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe,
+                                on_disconnect=disconnects.append, clock=LiveClock(), backoff_settings=FAST)
+    await run_until(client, done)
+
+    assert subscriptions == ["subscribe", "subscribe"]
+    assert client.counters.reconnects == 1
+    assert client.counters.last_close_code == 1011
+    assert len(disconnects) == 1
+    assert isinstance(disconnects[0], ConnectionClosedError)
+
+
+async def test_fatal_close_code_stops_the_client() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.close(1003, "unsupported data")
+
+    server, url = await start_server(handler)
+    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST)
+    try:
+        with pytest.raises(StreamFatalError, match="1003"):
+            async with asyncio.timeout(10):
+                await client.run()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert client.counters.connects == 1
+
+
+async def test_rejected_handshake_with_429_waits_retry_after_then_connects() -> None:
+    attempts = 0
+
+    def process_request(conn: ServerConnection, request: Request) -> Response | None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            response = conn.respond(429, "slow down")
+            response.headers["Retry-After"] = "7"
+            return response
+        return None
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        await ws.wait_closed()
+
+    server, url = await start_server(handler, process_request)
+    clock = SimulatedClock()
+    start = clock.monotonic_ns()
+    done = asyncio.Event()
+    client = ResilientWebSocket(url, on_message=lambda f: done.set(), clock=clock, backoff_settings=FAST,
+                                stale_after_ms=0)
+    try:
+        await run_until(client, done)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert client.counters.connect_failures == 1
+    assert clock.monotonic_ns() - start >= 7_000_000_000
+
+
+async def test_rejected_handshake_with_404_is_fatal() -> None:
+    def process_request(conn: ServerConnection, request: Request) -> Response:
+        return conn.respond(404, "no such stream")
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    server, url = await start_server(handler, process_request)
+    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST)
+    try:
+        with pytest.raises(StreamFatalError, match="404"):
+            async with asyncio.timeout(10):
+                await client.run()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_refused_connections_are_retried_with_growing_delays() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clock = SimulatedClock()
+    settings = BackoffSettings(initial_delay_ms=100, factor=2, max_delay_ms=10_000, jitter=0.0)
+    client = ResilientWebSocket(f"ws://127.0.0.1:{port}", on_message=lambda f: None, clock=clock,
+                                backoff_settings=settings, stale_after_ms=0)
+    start = clock.monotonic_ns()
+    task = asyncio.create_task(client.run())
+    try:
+        await wait_for(lambda: client.counters.connect_failures >= 4)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    # Delays 0.1 + 0.2 + 0.4 were slept after the first three failures (the fourth may be sleeping).
+    assert clock.monotonic_ns() - start >= 700_000_000
+
+
+class SteppedClock:
+    """A clock whose sleepers wake only when the test advances it, so the watchdog runs step by step."""
+
+    def __init__(self) -> None:
+        self._now_ns = 0
+        self._moved = asyncio.Condition()
+
+    def time_ns(self) -> int:
+        return 1_700_000_000_000_000_000 + self._now_ns
+
+    def monotonic_ns(self) -> int:
+        return self._now_ns
+
+    async def sleep(self, seconds: float) -> None:
+        wake_at = self._now_ns + int(seconds * 1e9)
+        async with self._moved:
+            await self._moved.wait_for(lambda: self._now_ns >= wake_at)
+
+    async def advance(self, seconds: float) -> None:
+        async with self._moved:
+            self._now_ns += int(seconds * 1e9)
+            self._moved.notify_all()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Yield to the loop until ``predicate()`` holds (the client's counters have no events to wait on)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - a zero-length yield, not a timed wait
+            await asyncio.sleep(0)
+
+
+async def test_watchdog_replaces_a_connection_that_went_silent() -> None:
+    send_one = asyncio.Queue[str]()
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        closing = asyncio.ensure_future(ws.wait_closed())
+        while True:
+            getting = asyncio.ensure_future(send_one.get())
+            await asyncio.wait({getting, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if closing.done():
+                getting.cancel()
+                return
+            await ws.send(getting.result())
+
+    server, url = await start_server(handler)
+    clock = SteppedClock()
+    disconnects: list[BaseException] = []
+    client = ResilientWebSocket(url, on_message=lambda f: None, on_disconnect=disconnects.append, clock=clock,
+                                backoff_settings=FAST, stale_after_ms=1000)
+    task = asyncio.create_task(client.run())
+    try:
+        await wait_for(lambda: client.connected)
+        for i in range(6):  # 1.5 s of clock time, but a frame every 0.25 s: never stale
+            await send_one.put(f"tick {i}")
+            await wait_for(lambda i=i: client.counters.messages == i + 1)  # type: ignore[misc]
+            await clock.advance(0.25)
+        healthy_timeouts = client.counters.stale_timeouts
+
+        for _ in range(6):  # then silence for 1.5 s
+            await clock.advance(0.25)
+        await wait_for(lambda: client.counters.stale_timeouts == 1)
+        await clock.advance(0.01)  # the reconnect delay
+        await wait_for(lambda: connections == 2)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        server.close()
+        await server.wait_closed()
+
+    assert healthy_timeouts == 0
+    assert isinstance(disconnects[0], StaleStreamError)
+
+
+async def test_handler_exception_is_counted_and_the_next_frame_still_arrives(
+    frames_then_close: tuple[str, list[str]],
+) -> None:
+    url, _ = frames_then_close
+    done = asyncio.Event()
+    received: list[bytes] = []
+
+    def on_message(frame: bytes) -> None:
+        if frame == b'{"n":1}':
+            raise KeyError("parser bug")
+        received.append(frame)
+        done.set()
+
+    async def subscribe(ws: ClientConnection) -> None:
+        await ws.send("subscribe")
+
+    client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe, clock=LiveClock(),
+                                backoff_settings=FAST)
+    await run_until(client, done)
+
+    assert received == [b'{"n":2}']
+    assert client.counters.handler_errors == 1
+
+
+async def test_send_without_a_connection_raises() -> None:
+    client = ResilientWebSocket("ws://127.0.0.1:9", on_message=lambda f: None, clock=LiveClock())
+
+    with pytest.raises(ConnectionError):
+        await client.send("x")
+
+
+# -- REST against a real local server -------------------------------------------------------------------
+
+
+Answer = tuple[int, bytes, dict[str, str]]
+Answers = dict[str, list[Answer]]
+
+
+@pytest.fixture
+async def rest_server() -> AsyncIterator[tuple[str, Answers]]:
+    """An aiohttp server answering each path with its queued (status, body, headers) (the last repeats)."""
+    answers: Answers = {}
+    never = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/hang":
+            await never.wait()
+        queue = answers[request.path]
+        status, body, headers = queue.pop(0) if len(queue) > 1 else queue[0]
+        return web.Response(status=status, body=body, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", answers
+    finally:
+        never.set()
+        await runner.cleanup()
+
+
+async def test_rest_get_retries_a_503_then_returns_the_body(
+    rest_server: tuple[str, Answers],
+) -> None:
+    base, answers = rest_server
+    answers["/depth"] = [(503, b"busy", {}), (200, b'{"ok":1}', {})]
+
+    async with RestClient(clock=SimulatedClock(), backoff_settings=FAST) as rest:
+        body = await rest.get(f"{base}/depth", {"symbol": "BTCUSDT"})
+
+    assert body == b'{"ok":1}'
+    assert rest.retries == 1
+
+
+async def test_rest_get_honours_retry_after_on_429(rest_server: tuple[str, Answers]) -> None:
+    base, answers = rest_server
+    answers["/depth"] = [(429, b"", {"Retry-After": "12"}), (200, b"{}", {})]
+    clock = SimulatedClock()
+    start = clock.monotonic_ns()
+
+    async with RestClient(clock=clock, backoff_settings=FAST) as rest:
+        await rest.get(f"{base}/depth")
+
+    assert clock.monotonic_ns() - start >= 12_000_000_000
+
+
+async def test_rest_get_does_not_retry_a_400(rest_server: tuple[str, Answers]) -> None:
+    base, answers = rest_server
+    answers["/depth"] = [(400, b'{"code":-1121,"msg":"Invalid symbol."}', {})]
+
+    async with RestClient(clock=SimulatedClock(), backoff_settings=FAST) as rest:
+        with pytest.raises(HttpStatusError, match="Invalid symbol") as caught:
+            await rest.get(f"{base}/depth")
+
+    assert caught.value.status == 400
+    assert rest.requests == 1
+
+
+async def test_rest_get_gives_up_after_max_attempts(rest_server: tuple[str, Answers]) -> None:
+    base, answers = rest_server
+    answers["/depth"] = [(502, b"", {})]
+
+    async with RestClient(clock=SimulatedClock(), backoff_settings=FAST, max_attempts=3) as rest:
+        with pytest.raises(HttpStatusError):
+            await rest.get(f"{base}/depth")
+
+    assert rest.requests == 3
+
+
+async def test_rest_get_times_out_and_retries(rest_server: tuple[str, Answers]) -> None:
+    base, _ = rest_server
+
+    clock = SimulatedClock()
+    async with RestClient(clock=clock, timeout_secs=0.05, backoff_settings=FAST, max_attempts=2) as rest:
+        with pytest.raises(TimeoutError):
+            await rest.get(f"{base}/hang")
+
+    assert rest.requests == 2
+
+
+async def test_rest_get_outside_async_with_raises() -> None:
+    rest = RestClient(clock=SimulatedClock())
+
+    with pytest.raises(RuntimeError, match="async with"):
+        await rest.get("http://127.0.0.1:9/")
