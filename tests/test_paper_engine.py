@@ -288,6 +288,20 @@ def test_taken_liquidity_comes_back_when_the_venue_restates_the_level() -> None:
     assert [f.price for f in m.fills(b)] == [D("100.5")]
 
 
+def test_size_taken_by_an_order_sent_while_the_book_event_is_handled_is_remembered() -> None:
+    m = Market()
+    m.snapshot(bids=[(100.0, 1.0)], asks=[(100.5, 1.0), (100.6, 2.0)])
+    event = BookDelta(venue=VENUE, symbol=SYMBOL, bids=[], asks=[(100.5, 1.0)])
+    m.book.apply_delta(event)  # the engine's book has the event; strategies run before the executor
+    a = m.submit(Side.BUY, "1")
+
+    m.out += m.engine.on_book(event, m.now)  # the executor's own subscription sees the event last
+    b = m.submit(Side.BUY, "1")
+
+    assert [f.price for f in m.fills(a)] == [D("100.5")]
+    assert [f.price for f in m.fills(b)] == [D("100.6")]
+
+
 def test_marketable_limit_takes_within_its_price_and_rests_the_rest() -> None:
     m = Market()
     m.snapshot(bids=[(100.0, 1.0)], asks=[(100.5, 1.0), (100.6, 2.0)])

@@ -289,6 +289,42 @@ class _Level:
 
 
 @dataclass(slots=True, eq=False)
+class _Taken:
+    """Size our taker orders took from one side of the book, per price, in the book state it was in.
+
+    The state is the book's version (snapshots + deltas applied) at the time of taking, so a take by
+    an order that a strategy sent from inside the handling of book event k (the book already includes
+    k, the engine has not seen k yet) is not forgotten when the engine then sees k.
+    """
+
+    sizes: dict[float, Decimal] = field(default_factory=dict)
+    versions: dict[float, int] = field(default_factory=dict)
+
+    def get(self, price: float) -> Decimal:
+        return self.sizes.get(price, _ZERO)
+
+    def add(self, price: float, qty: Decimal, version: int) -> None:
+        self.sizes[price] = self.sizes.get(price, _ZERO) + qty
+        self.versions[price] = version
+
+    def forget(self, price: float, version: int) -> None:
+        """The book changed ``price`` in ``version``: what was taken from an older state is history."""
+        if self.versions.get(price, version) < version:
+            del self.sizes[price]
+            del self.versions[price]
+
+    def forget_all(self, version: int) -> None:
+        for price in [p for p, v in self.versions.items() if v < version]:
+            del self.sizes[price]
+            del self.versions[price]
+
+
+def _version(book: L2Book) -> int:
+    """A number that grows with every book event applied (the state ``_Taken`` refers to)."""
+    return book.counters.snapshots + book.counters.deltas
+
+
+@dataclass(slots=True, eq=False)
 class _Market:
     """Per (venue, symbol): our resting orders by price, and liquidity our taker orders took."""
 
@@ -297,8 +333,8 @@ class _Market:
     rules: InstrumentRules | None
     buys: dict[float, _Level] = field(default_factory=dict)
     sells: dict[float, _Level] = field(default_factory=dict)
-    taken_bids: dict[float, Decimal] = field(default_factory=dict)  # by our sells, this book state
-    taken_asks: dict[float, Decimal] = field(default_factory=dict)  # by our buys, this book state
+    taken_bids: _Taken = field(default_factory=_Taken)  # by our sells
+    taken_asks: _Taken = field(default_factory=_Taken)  # by our buys
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,25 +470,27 @@ class FillEngine:
         """Handle a book event; the book from ``books(...)`` must already include it."""
         now = self._tick(now_ns)
         market = self._markets.get((event.venue, event.symbol))
-        if market is not None:
+        book = self._books(event.venue, event.symbol)
+        if market is not None and book is not None:
             # The venue restated these levels: what our taker orders took from them is history.
+            version = _version(book)
+            bids, asks = market.taken_bids, market.taken_asks
             if isinstance(event, BookSnapshot):
-                market.taken_bids.clear()
-                market.taken_asks.clear()
+                bids.forget_all(version)
+                asks.forget_all(version)
             else:
-                if market.taken_bids:
+                if bids.sizes:
                     for p, _s in event.bids:
-                        market.taken_bids.pop(p, None)
-                if market.taken_asks:
+                        bids.forget(p, version)
+                if asks.sizes:
                     for p, _s in event.asks:
-                        market.taken_asks.pop(p, None)
+                        asks.forget(p, version)
         self._process_arrivals(now)
         market = self._markets.get((event.venue, event.symbol))
         if market is not None and (market.buys or market.sells):
             attribution = self.config.cancel_attribution_by_venue.get(event.venue,
                                                                        self.config.cancel_attribution)
             self._restate_levels(market, event, attribution)
-            book = self._books(event.venue, event.symbol)
             if book is not None:
                 self._fill_crossed(market, book, now)
         return self._release(now)
@@ -723,7 +761,7 @@ class FillEngine:
         for p, s in _levels(book, bids=not buy):
             if limit is not None and (p > limit if buy else p < limit):
                 return
-            avail = _dec(s) - taken.get(p, _ZERO) if taken else _dec(s)
+            avail = _dec(s) - taken.get(p) if taken.sizes else _dec(s)
             if avail > 0:
                 yield p, avail
 
@@ -737,6 +775,7 @@ class FillEngine:
 
     def _take(self, market: _Market, book: L2Book, order: _Order, t: int) -> None:
         taken = market.taken_asks if order.side is Side.BUY else market.taken_bids
+        version = _version(book)
         # Lazy on purpose: only the level being filled changes in ``taken``, and it was read already.
         for p, avail in self._other_side(market, book, order):
             qty = order.rules.floor_lot(min(avail, order.remaining))
@@ -744,7 +783,7 @@ class FillEngine:
                 continue
             got = self._fill(market, order, qty, order.rules.book_price(p), TAKER, t)
             if got > 0:
-                taken[p] = taken.get(p, _ZERO) + got
+                taken.add(p, got, version)
             if not order.is_open or order.remaining <= 0:
                 return
 
@@ -756,7 +795,7 @@ class FillEngine:
             level = levels[order.price_f] = _Level(order.price_f, public)
         else:
             level.seen = public
-        taken = (market.taken_bids if order.side is Side.BUY else market.taken_asks).get(order.price_f, _ZERO)
+        taken = (market.taken_bids if order.side is Side.BUY else market.taken_asks).get(order.price_f)
         order.ahead = max(public - taken, _ZERO)
         order.resting = True
         level.orders.append(order)
@@ -958,13 +997,14 @@ class FillEngine:
             if not crossed:
                 continue
             taken = market.taken_asks if buy else market.taken_bids
+            version = _version(book)
             deepest = crossed[-1]
             prices: list[float] = []
             avails: list[Decimal] = []
             for p, s in _levels(book, bids=not buy):
                 if p > deepest if buy else p < deepest:
                     break
-                avail = _dec(s) - taken.get(p, _ZERO)
+                avail = _dec(s) - taken.get(p)
                 if avail > 0:
                     prices.append(p)
                     avails.append(avail)
@@ -986,7 +1026,7 @@ class FillEngine:
                         got = self._fill(market, order, qty, self._limit(order), MAKER, t)
                         if got <= 0:
                             break
-                        taken[op] = taken.get(op, _ZERO) + got
+                        taken.add(op, got, version)
                         avails[i] -= got
                         if avails[i] <= 0:
                             i += 1
