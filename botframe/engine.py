@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine", "MarketSlot", "RunSummary"]
 
+_RISK_EVAL_INTERVAL_NS = 500_000_000
+
 
 class MarketSlot:
     """Everything attached to one (venue, symbol): its book, its signals, the strategies that read it."""
@@ -205,7 +207,7 @@ class Engine:
         self.journal: Journal | None = None
         if s.journal.enabled:
             self.journal = Journal(s.resolve_path(s.journal.path), fsync=s.journal.fsync)
-        self.portfolio = Portfolio(starting_cash=dict(s.portfolio.starting_cash))
+        self.portfolio = Portfolio(starting_cash=dict(s.portfolio.starting_cash), instruments=self.instrument)
         self.orders = OrderTracker()
         self.trading_state = TradingStateMachine()
         start_counter = 0
@@ -216,8 +218,10 @@ class Engine:
                 self.portfolio.on_fill(fill)
                 self._fills += 1
                 self._fees += fill.fee
-            if recovered.trading_state is not None:
-                self.trading_state.restore(recovered.trading_state)
+            if recovered.trading_state not in (None, TradingState.ACTIVE):
+                # A restart is one of the two ways out of HALTED (the other is an explicit resume).
+                self.log.warning("trading state before the restart was not active; starting active",
+                                 previous=str(recovered.trading_state))
             for order_update in recovered.open_orders:
                 # A paper venue does not survive a restart: its resting orders are gone with it.
                 self.journal.record(OrderUpdate(
@@ -361,8 +365,7 @@ class Engine:
         self.log.warning("trading state changed", previous=ev.previous.value, state=ev.state.value,
                          reason=ev.reason)
         if ev.state is TradingState.HALTED:
-            for order in self.orders.open_orders(None, None):
-                self.executor.cancel(order.client_order_id)
+            self._cancel_all()
 
     # -- orders (the OrderRouter protocol of StrategyContext) -----------------------------------------
 
@@ -414,11 +417,31 @@ class Engine:
         return True
 
     def cancel(self, strategy: str, client_order_id: str) -> None:
-        if self._order_strategy.get(client_order_id) != strategy:
+        order = self.orders.get(client_order_id)
+        if order is None or order.strategy != strategy:
             self.log.warning("cancel of an order this strategy does not own ignored", strategy=strategy,
                              client_order_id=client_order_id)
             return
-        self.executor.cancel(client_order_id)
+        self._cancel(order)
+
+    def _cancel(self, order: Order, *, force: bool = False) -> bool:
+        """Send one cancel, within the cancel rate limits unless ``force`` (halt, shutdown)."""
+        if not order.is_open or order.status is OrderStatus.CANCEL_PENDING:
+            return False
+        if self.gate.check_cancel(order, force=force) is not None:
+            return False
+        self.orders.request_cancel(order.client_order_id, self.clock.time_ns())
+        self.executor.cancel(order.client_order_id)
+        return True
+
+    def _cancel_all(self, strategy: str | None = None) -> None:
+        for order in self.orders.open_orders(None, None):
+            if strategy is None or order.strategy == strategy:
+                self._cancel(order, force=True)
+
+    def resume_trading(self, reason: str = "resumed by operator") -> None:
+        """The operator's command to leave HALTED or REDUCING (also resets the loss baselines)."""
+        self.gate.resume(reason)
 
     def replace(self, strategy: str, client_order_id: str, quantity: Decimal | None,
                 price: Decimal | None) -> str | None:
@@ -493,9 +516,7 @@ class Engine:
             self._deliver_pending()
 
     def _strategy_stopped(self, strategy: str) -> None:
-        for order in self.orders.open_orders(None, None):
-            if order.strategy == strategy:
-                self.executor.cancel(order.client_order_id)
+        self._cancel_all(strategy)
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -595,8 +616,7 @@ class Engine:
         self._health_at_stop = {key: slot.book.health for key, slot in self.slots.items()}
         for runner in self._runners.values():
             runner.stop()
-        for order in self.orders.open_orders(None, None):
-            self.executor.cancel(order.client_order_id)
+        self._cancel_all()
         if self.orders.open_count():
             self._orders_closed.clear()
             try:
@@ -624,9 +644,15 @@ class Engine:
             self.journal.close()
 
     async def _timer_loop(self) -> None:
+        next_risk_ns = 0
         while True:
             await self.clock.sleep(0.05)
             now = self.clock.monotonic_ns()
+            if now >= next_risk_ns:
+                # Losses move with marks, not only with orders: the kill switch must trip by itself.
+                self._mark_all()
+                self.gate.evaluate_kill_switch()
+                next_risk_ns = now + _RISK_EVAL_INTERVAL_NS
             while self._timers and self._timers[0][0] <= now:
                 due, strategy, name, interval = heapq.heappop(self._timers)
                 heapq.heappush(self._timers, (max(due + interval, now), strategy, name, interval))

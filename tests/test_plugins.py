@@ -70,7 +70,7 @@ def test_bundled_plugins_come_from_entry_points_and_say_so() -> None:
     assert "executor paper" in infos["paper"].registers
     assert "service sim" in infos["sim"].registers
     assert "strategy imbalance" in infos["strategies"].registers
-    assert "risk check" in infos["risk_limits"].registers
+    assert "risk check price_band" in infos["risk_limits"].registers
 
 
 def test_botframe_plugins_command_lists_third_party_plugin(third_party_dist: Path) -> None:
