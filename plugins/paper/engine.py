@@ -468,32 +468,38 @@ class FillEngine:
 
     def on_book(self, event: BookSnapshot | BookDelta, now_ns: int) -> list[Report]:
         """Handle a book event; the book from ``books(...)`` must already include it."""
+        # This runs for every book event of every venue: the common "nothing of ours here" path
+        # is kept to a few dict lookups.
         now = self._tick(now_ns)
-        market = self._markets.get((event.venue, event.symbol))
-        book = self._books(event.venue, event.symbol)
+        key = (event.venue, event.symbol)
+        market = self._markets.get(key)
+        book = self._books(event.venue, event.symbol) if market is not None else None
         if market is not None and book is not None:
-            # The venue restated these levels: what our taker orders took from them is history.
-            version = _version(book)
             bids, asks = market.taken_bids, market.taken_asks
-            if isinstance(event, BookSnapshot):
-                bids.forget_all(version)
-                asks.forget_all(version)
-            else:
-                if bids.sizes:
+            if bids.sizes or asks.sizes:
+                # The venue restated these levels: what our taker orders took from them is history.
+                version = _version(book)
+                if isinstance(event, BookSnapshot):
+                    bids.forget_all(version)
+                    asks.forget_all(version)
+                else:
                     for p, _s in event.bids:
                         bids.forget(p, version)
-                if asks.sizes:
                     for p, _s in event.asks:
                         asks.forget(p, version)
-        self._process_arrivals(now)
-        market = self._markets.get((event.venue, event.symbol))
+        if self._arrivals and self._arrivals[0][0] <= now:
+            self._process_arrivals(now)
+            market = self._markets.get(key)
+            book = self._books(event.venue, event.symbol)
         if market is not None and (market.buys or market.sells):
             attribution = self.config.cancel_attribution_by_venue.get(event.venue,
                                                                        self.config.cancel_attribution)
             self._restate_levels(market, event, attribution)
             if book is not None:
                 self._fill_crossed(market, book, now)
-        return self._release(now)
+        if self._reports and self._reports[0][0] <= now:
+            return self._release(now)
+        return []
 
     def on_trade(self, trade: Trade, now_ns: int) -> list[Report]:
         """Handle a public trade (``side`` is the aggressor): it may fill our resting orders."""
@@ -985,17 +991,16 @@ class FillEngine:
 
     def _fill_crossed(self, market: _Market, book: L2Book, t: int) -> None:
         """Fill resting orders that the other side of the book moved onto or through."""
-        if book.is_crossed():
-            return  # the public book is inconsistent; nothing it shows can be trusted to trade
         for buy, ours in ((True, market.buys), (False, market.sells)):
             if not ours:
                 continue
             best = book.best_ask_price() if buy else book.best_bid_price()
-            if best is None:
+            # The common case, checked first because it runs on every book event: nothing crosses.
+            if best is None or (max(ours) < best if buy else min(ours) > best):
                 continue
+            if book.is_crossed():
+                return  # the public book is inconsistent; nothing it shows can be trusted to trade
             crossed = sorted((p for p in ours if (p >= best if buy else p <= best)), reverse=buy)
-            if not crossed:
-                continue
             taken = market.taken_asks if buy else market.taken_bids
             version = _version(book)
             deepest = crossed[-1]
