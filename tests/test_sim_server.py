@@ -237,3 +237,69 @@ async def test_market_loop_paces_steps_with_the_injected_clock() -> None:
     assert steps * 100_000_000 <= clock.time_ns() - start_ns <= (steps + 1) * 100_000_000
     stamps = [f["data"]["E"] for f in frames]
     assert stamps == sorted(stamps)
+
+
+def test_same_seed_gives_byte_identical_binance_frames() -> None:
+    def frames(seed: int) -> list[bytes]:
+        server = SimServer(_settings().model_copy(update={"seed": seed}), clock=SimulatedClock())
+        wanted = {f"{s}@{k}": 1 for s in ("btcusdt", "ethusdt") for k in ("depth@100ms", "aggTrade", "bookTicker")}
+        out: list[bytes] = []
+        for _ in range(200):
+            step = server.model.step(ts_ns=server.clock.time_ns())
+            for payloads in server.binance.stream_payloads(step, wanted).values():
+                out.extend(payloads)
+        return out
+
+    assert frames(3) == frames(3)
+    assert frames(3) != frames(4)
+
+
+async def test_slow_depth_stream_merges_ten_steps_and_stays_contiguous(sim: SimServer) -> None:
+    truth = sim.model.symbol("BTC/USDT")
+    wire = sim.binance.symbols["BTCUSDT"]
+    status, snap = await _get(f"{sim.rest_url}/api/v3/depth?symbol=BTCUSDT&limit=5000")
+    assert status == 200
+    async with _connect(f"{sim.ws_url}/ws/btcusdt@depth") as ws:
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        await _recv(ws)
+        for _ in range(30):
+            sim.step_once()
+        events = []
+        while not events or events[-1]["u"] < truth.last_update_id:
+            events.append(await _recv(ws))
+    bids = dict(snap["bids"])
+    last = snap["lastUpdateId"]
+    for event in events:
+        assert event["U"] <= last + 1 <= event["u"]
+        for price, qty in event["b"]:
+            if Decimal(qty) == 0:
+                bids.pop(price, None)
+            else:
+                bids[price] = qty
+        last = event["u"]
+    assert 3 <= len(events) <= 4  # one per 10 steps of 100 ms
+    assert bids == {wire.price.text(p): wire.qty.text(q) for p, q in truth.book_at(last).bids}
+
+
+async def test_book_ticker_and_partial_depth_show_the_true_top(sim: SimServer) -> None:
+    truth = sim.model.symbol("ETH/USDT")
+    wire = sim.binance.symbols["ETHUSDT"]
+    streams = "ethusdt@bookTicker/ethusdt@depth5@100ms"
+    async with _connect(f"{sim.ws_url}/stream?streams={streams}") as ws:
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        await _recv(ws)
+        sim.step_once()
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+        frames = []
+        while (frame := await _recv(ws)).get("id") != 2:
+            frames.append(frame)
+    by_stream = {f["stream"]: f["data"] for f in frames}
+    partial = by_stream["ethusdt@depth5@100ms"]
+    assert partial["lastUpdateId"] == truth.last_update_id
+    assert partial["bids"] == [[wire.price.text(p), wire.qty.text(q)] for p, q in truth.top_bids(5)]
+    assert partial["asks"] == [[wire.price.text(p), wire.qty.text(q)] for p, q in truth.top_asks(5)]
+    if "ethusdt@bookTicker" in by_stream:  # sent only when the top changed in this step
+        ticker = by_stream["ethusdt@bookTicker"]
+        best_bid = truth.top_bids(1)[0]
+        assert ticker["b"] == wire.price.text(best_bid[0])
+        assert ticker["B"] == wire.qty.text(best_bid[1])

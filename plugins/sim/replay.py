@@ -44,6 +44,7 @@ __all__ = [
     "main",
     "parse_capture",
     "read_capture",
+    "serve_forever",
     "sibling_rest_captures",
 ]
 
@@ -348,29 +349,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def main(argv: Sequence[str] | None = None, *, on_ready: Callable[[ReplayServer], None] | None = None) -> int:
-    """Entry point of ``botframe replay-server``: serve until cancelled; return an exit status.
+async def serve_forever(
+    capture: str | Path,
+    *,
+    rest_files: Sequence[str | Path] = (),
+    host: str = "127.0.0.1",
+    port: int = 0,
+    pace: Pace = "fast",
+    close_at_end: bool = False,
+    on_ready: Callable[[ReplayServer], None] | None = None,
+) -> None:
+    """Serve ``capture`` until cancelled, printing where; no ``rest_files`` = the sibling REST captures.
 
-    ``on_ready`` is called with the listening server (tests, embedding); the URLs are also printed.
+    Raises :class:`CaptureError` for a capture that cannot be replayed and ``OSError`` when the
+    address cannot be bound; :func:`main` turns both into a message and exit status 2.
     """
-    args = _parser().parse_args(argv)
-    rest = args.rest if args.rest is not None else sibling_rest_captures(args.capture)
-    try:
-        server = ReplayServer(
-            args.capture, args.host, args.port, args.pace, rest_captures=rest, close_at_end=args.close_at_end
-        )
-    except CaptureError as exc:
-        print(f"botframe replay-server: {exc}", file=sys.stderr)
-        return 2
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"botframe replay-server: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 2
+    path = Path(capture)
+    rest = list(rest_files) if rest_files else sibling_rest_captures(path)
+    server = ReplayServer(path, host, port, pace, rest_captures=rest, close_at_end=close_at_end)
+    await server.start()
     try:
         print(
-            f"replaying {args.capture} ({len(server.capture.transcripts)} connection(s), "
-            f"{sum(len(b) for b in server.capture.rest.values())} REST response(s))"
+            f"replaying {path} ({len(server.capture.transcripts)} connection(s), "
+            f"{sum(len(b) for b in server.capture.rest.values())} REST response(s) from "
+            f"{len(rest)} REST file(s))"
         )
         print(f"  WebSocket: {server.url}   REST: {server.rest_url}", flush=True)
         if on_ready is not None:
@@ -378,4 +380,28 @@ async def main(argv: Sequence[str] | None = None, *, on_ready: Callable[[ReplayS
         await asyncio.Event().wait()  # until cancelled (Ctrl-C)
     finally:
         await server.stop()
+
+
+async def main(argv: Sequence[str] | None = None, *, on_ready: Callable[[ReplayServer], None] | None = None) -> int:
+    """Entry point of ``botframe replay-server``: serve until cancelled; return an exit status.
+
+    ``on_ready`` is called with the listening server (tests, embedding); the URLs are also printed.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        await serve_forever(
+            args.capture,
+            rest_files=args.rest or (),
+            host=args.host,
+            port=args.port,
+            pace=args.pace,
+            close_at_end=args.close_at_end,
+            on_ready=on_ready,
+        )
+    except CaptureError as exc:
+        print(f"botframe replay-server: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"botframe replay-server: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0
