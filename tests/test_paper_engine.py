@@ -217,6 +217,28 @@ def test_trade_through_our_price_fills_us_up_to_the_traded_size() -> None:
     assert m.engine.queue_ahead(cid) == 0
 
 
+def test_trade_through_fills_our_better_priced_orders_first() -> None:
+    m = Market()
+    m.snapshot(bids=[(100.0, 5.0), (99.9, 3.0)], asks=[(100.5, 2.0)])
+    low = m.submit(Side.BUY, "1", "99.9")
+    high = m.submit(Side.BUY, "1", "100.0")
+
+    m.trade(Side.SELL, 99.8, 1.5)
+
+    assert m.filled(high) == D(1)
+    assert m.filled(low) == D("0.5")
+
+
+def test_snapshot_restates_our_level_like_a_delta() -> None:
+    m = Market()
+    cid = resting_bid(m, level=5.0)
+    m.delta(bids=[(100.0, 10.0)])
+
+    m.snapshot(bids=[(100.0, 6.0)], asks=[(100.5, 2.0)])
+
+    assert m.engine.queue_ahead(cid) == D(3)
+
+
 def test_no_fill_from_trades_at_prices_the_book_did_not_offer_us() -> None:
     m = Market()
     cid = resting_bid(m, level=0.0001)
@@ -388,6 +410,20 @@ def test_reduce_only_never_fills_beyond_the_position() -> None:
 
     assert m.filled(cid) == D(2)
     assert m.status(cid) is OrderStatus.EXPIRED
+    assert m.engine.position(VENUE, SYMBOL) == 0
+
+
+def test_resting_reduce_only_order_expires_once_the_position_is_closed() -> None:
+    m = Market()
+    m.snapshot(bids=[(100.0, 0.0001)], asks=[(100.5, 5.0)])
+    m.engine.set_position(VENUE, SYMBOL, D("-1"))
+    resting = m.submit(Side.BUY, "1", "100.0", reduce_only=True)
+    m.submit(Side.BUY, "1")  # closes the short
+
+    m.trade(Side.SELL, 100.0, 5.0)
+
+    assert m.fills(resting) == []
+    assert m.status(resting) is OrderStatus.EXPIRED
     assert m.engine.position(VENUE, SYMBOL) == 0
 
 

@@ -41,8 +41,9 @@ Then, at its price level only:
   bid), that seller would have met our order first: we fill as maker at our price, up to the crossing
   size, and that size is marked as taken.
 
-Maker fills are at our limit price, taker fills at the book level's price. Our own orders at one
-price keep their time priority among themselves.
+Maker fills are at our limit price, taker fills at the book level's price, both ``Decimal``: a book
+price (a float from the wire) becomes the tick multiple it was written as. Fill sizes are whole lots.
+Our own orders at one price keep their time priority among themselves.
 
 **Order types and checks.** Market and limit; GTC, IOC and FOK (all or nothing, against the size
 within the limit); post-only (rejected if it would take); reduce-only (rejected when it would not
