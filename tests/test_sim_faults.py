@@ -205,10 +205,7 @@ async def test_restart_closes_everything_then_listens_again_on_the_same_port() -
         with pytest.raises(ConnectionClosed):
             await _read_until_closed(ws)
         assert ws.close_code == 1012
-        for _ in range(1000):
-            if server.listening:
-                break
-            await asyncio.sleep(0)
+        await asyncio.wait_for(server.wait_listening(), TIMEOUT)
         again = await _binance(server)
         await again.close()
     finally:
@@ -269,9 +266,7 @@ async def _kraken_barrier(ws: ClientConnection, req_id: int) -> list[dict[str, A
 async def test_corrupt_kraken_update_fails_the_client_checksum(sim: SimServer) -> None:
     async with connect(sim.kraken_url, max_queue=None) as ws:
         await ws.send(
-            json.dumps(
-                {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10}}
-            )
+            json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10}})
         )
         frames = await _kraken_barrier(ws, 1)
         sim.inject(FaultKind.CORRUPT)
@@ -322,3 +317,59 @@ def test_injected_fault_fires_once_whatever_the_rate() -> None:
     assert plan.fires(FaultKind.REST_500)
     assert not plan.fires(FaultKind.REST_500)
     assert not plan.any_enabled
+
+
+async def test_kraken_gap_is_caught_by_the_next_checksum(sim: SimServer) -> None:
+    async with connect(sim.kraken_url, max_queue=None) as ws:
+        await ws.send(json.dumps({"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD"]}}))
+        frames = await _kraken_barrier(ws, 1)
+        sim.inject(FaultKind.GAP)
+        for _ in range(5):
+            sim.step_once()
+        frames += await _kraken_barrier(ws, 2)
+    book: dict[str, dict[str, str]] = {"bids": {}, "asks": {}}
+    ok = []
+    for frame in frames:
+        if frame.get("channel") != "book":
+            continue
+        data = frame["data"][0]
+        for name in ("bids", "asks"):
+            for level in data[name]:
+                if Decimal(level["qty"]) == 0:
+                    book[name].pop(level["price"], None)
+                else:
+                    book[name][level["price"]] = level["qty"]
+            ordered = sorted(book[name], key=Decimal, reverse=name == "bids")
+            book[name] = {p: book[name][p] for p in ordered[:10]}
+        ok.append(kraken_checksum(list(book["asks"].items()), list(book["bids"].items())) == data["checksum"])
+    assert ok[0] is True  # the snapshot
+    assert False in ok[1:]
+    assert sim.counters["fault.gap"] == 1
+
+
+async def test_server_survives_every_fault_at_once() -> None:
+    rates = {f"{kind.value}_rate": 0.05 for kind in FaultKind if kind is not FaultKind.STALL}
+    server = SimServer(_settings(**rates, restart_downtime_ms=0), clock=SimulatedClock())
+    await server.start()
+    try:
+        ws = await connect(f"{server.ws_url}/stream?streams={DEPTH}", max_queue=None)
+        for _ in range(300):
+            server.step_once()
+            await asyncio.sleep(0)
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+        statuses = []
+        for _ in range(40):
+            await asyncio.wait_for(server.wait_listening(), TIMEOUT)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(f"{server.rest_url}/api/v3/depth?symbol=BTCUSDT&limit=10") as resp,
+            ):
+                statuses.append(resp.status)
+        await ws.close()
+    finally:
+        await server.stop()
+    assert server.counters["steps"] == 300
+    assert set(statuses) <= {200, 429, 500}
+    assert 200 in statuses
+    fired = {k for k in server.counters if k.startswith("fault.")}
+    assert {"fault.drop_clean", "fault.restart"} & fired

@@ -120,6 +120,7 @@ class SimServer:
         self._wanted: Counter[str] = Counter()  # Binance stream -> number of subscribed clients
         self._tasks: set[asyncio.Task[None]] = set()
         self._stall_until_ns = 0
+        self._listening = asyncio.Event()
         self._connection_ids = itertools.count(1)
         self._heartbeat_every = max(
             1, round(settings.kraken_heartbeat_interval_ms / settings.update_interval_ms)
@@ -152,6 +153,7 @@ class SimServer:
         )
         # Keep the port for a restart, so published URLs stay valid.
         self._port = self._server.sockets[0].getsockname()[1]
+        self._listening.set()
 
     async def stop(self) -> None:
         """Close every connection and the listener, and end the tasks this server started."""
@@ -161,13 +163,19 @@ class SimServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         server, self._server = self._server, None
+        self._listening.clear()
         if server is not None:
             server.close()
             await server.wait_closed()
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        """Whether the listener is up (false while a restart fault has it down)."""
+        return self._listening.is_set()
+
+    async def wait_listening(self) -> None:
+        """Return once the listener is up (at once, unless a restart fault has it down)."""
+        await self._listening.wait()
 
     @property
     def port(self) -> int:
@@ -246,8 +254,10 @@ class SimServer:
         if faults.fires(FaultKind.STALL):
             self._fault_log(FaultKind.STALL, stall_ms=faults.settings.stall_ms)
             self._stall_until_ns = self.clock.monotonic_ns() + faults.settings.stall_ms * 1_000_000
-        if self._server is not None and faults.fires(FaultKind.RESTART):
+        if self._listening.is_set() and faults.fires(FaultKind.RESTART):
             self._fault_log(FaultKind.RESTART, downtime_ms=faults.settings.restart_downtime_ms)
+            # Down from now on, before the task runs, so nobody is told the old listener is fine.
+            self._listening.clear()
             self._own(self._restart(), "sim.restart")
 
     async def _restart(self) -> None:
