@@ -298,9 +298,6 @@ class BinanceWire:
             }
         )
 
-    def stream_symbol_known(self, stream: str) -> bool:
-        return stream.partition("@")[0] in self._by_prefix
-
     # -- REST ------------------------------------------------------------------------------------------
 
     def rest(self, path: str, *, now_ms: int, stale_update_id: int | None = None) -> RestResponse | None:
