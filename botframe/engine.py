@@ -211,8 +211,10 @@ class Engine:
         self.orders = OrderTracker()
         self.trading_state = TradingStateMachine()
         start_counter = 0
+        self._recovered_positions: dict[tuple[str, str], Decimal] = {}
         if self.journal is not None:
             recovered = self.journal.recover()
+            self._recovered_positions = {k: v for k, v in recovered.positions.items() if v}
             start_counter = recovered.max_client_order_counter
             for fill in recovered.fills:
                 self.portfolio.on_fill(fill)
@@ -270,6 +272,8 @@ class Engine:
         executor_settings = (s.plugin_sections["executors"].get(s.executor)
                              or executor_entry.settings_model())
         self.executor: Executor = executor_entry.factory(executor_settings, _ExecutorContext(self))
+        if self._recovered_positions:
+            self.executor.restore_positions(self._recovered_positions)
         for name in s.strategies:
             self._build_strategy(name)
 

@@ -9,6 +9,7 @@ the portfolio, in that order); it never calls strategies itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,6 +50,13 @@ class ExecutorContext(Protocol):
 
 class Executor(Protocol):
     """Places, cancels and replaces orders on one or more venues."""
+
+    def restore_positions(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
+        """Positions per (venue, symbol) recovered from the journal, given once before ``start``.
+
+        A simulated venue (paper) seeds its own ledger with them; a live executor may ignore them,
+        since the venue itself knows, and reconcile in ``start`` instead.
+        """
 
     async def start(self) -> None:
         """Connect and reconcile; return when ready to take orders."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,11 @@ class PaperExecutor:
                                           price=price, now_ns=self._now()))
 
     # -- extras -------------------------------------------------------------------------------------
+
+    def restore_positions(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
+        """Seed the simulated venue's positions with those recovered from the journal."""
+        for (venue, symbol), quantity in positions.items():
+            self.engine.set_position(venue, symbol, quantity)
 
     def set_position(self, venue: str, symbol: str, quantity: Decimal) -> None:
         """Tell the simulated venue the position it holds (for reduce-only orders after a restart)."""
