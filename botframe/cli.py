@@ -45,13 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     _log_options(check)
 
-    replay = sub.add_parser("replay-server", help="serve a recorded capture on 127.0.0.1 in the venue's protocol")
-    replay.add_argument("capture", type=Path, help="a capture file from ../shared/data (WebSocket frames)")
-    replay.add_argument("--rest", type=Path, action="append", default=[],
-                        help="a capture file of REST responses to serve too (repeatable)")
-    replay.add_argument("--port", type=int, default=0)
-    replay.add_argument("--pace", choices=("fast", "recorded"), default="fast")
-    _log_options(replay)
+    replay = sub.add_parser("replay-server", add_help=False,
+                            help="serve a recorded capture on 127.0.0.1 in the venue's protocol "
+                                 "(botframe replay-server --help for its options)")
+    replay.add_argument("replay_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -63,7 +60,7 @@ def _log_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     out = out if out is not None else sys.stdout
-    configure_logging(args.log_level or "info", args.log_format or "console")
+    configure_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", None) or "console")
     try:
         if args.command == "run":
             return _run(args, out)
@@ -140,8 +137,11 @@ def _check_config(args: argparse.Namespace, out: TextIO) -> int:
 def _replay_server(args: argparse.Namespace) -> int:
     # The replay server is part of the bundled sim plugin; the core imports no plugin statically.
     replay = importlib.import_module("botframe_plugins.sim.replay")
-    asyncio.run(replay.serve_forever(args.capture, rest_files=args.rest, port=args.port, pace=args.pace))
-    return EXIT_OK
+    try:
+        status: int = asyncio.run(replay.main(args.replay_args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
