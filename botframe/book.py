@@ -158,18 +158,21 @@ class DepthTracker:
         self.lo = lo = mid * (1.0 - self.bps * 1e-4)
         self.hi = hi = mid * (1.0 + self.bps * 1e-4)
         bids = bp[bisect_left(bp, lo) :]
-        asks = [-q for q in ap[bisect_left(ap, -hi) :]]
+        negs = ap[bisect_left(ap, -hi) :]  # negated ask prices
         bsz = list(map(book._bid_sizes.__getitem__, bids))
-        asz = list(map(book._ask_sizes.__getitem__, asks))
+        asz = list(map(book._ask_sizes.__getitem__, negs))
         self.bid_levels = len(bids)
-        self.ask_levels = len(asks)
+        self.ask_levels = len(negs)
         self.bid_qty = sum(bsz)
         self.bid_notional = sum(map(mul, bids, bsz))
         self.ask_qty = sum(asz)
-        self.ask_notional = sum(map(mul, asks, asz))
+        self.ask_notional = -sum(map(mul, negs, asz))
 
     def _fold(self, bid_changes: list[_Change], ask_changes: list[_Change]) -> None:
-        """Add the size changes (price, size change, level count change) that fall inside the band."""
+        """Add the size changes (price, size change, level count change) that fall inside the band.
+
+        Ask changes carry the negated price, as the book keeps it.
+        """
         lo = self.lo
         dq = dn = 0.0
         dc = 0
@@ -181,13 +184,13 @@ class DepthTracker:
         self.bid_qty += dq
         self.bid_notional += dn
         self.bid_levels += dc
-        hi = self.hi
+        neg_hi = -self.hi
         dq = dn = 0.0
         dc = 0
-        for p, d, c in ask_changes:
-            if p <= hi:
+        for q, d, c in ask_changes:
+            if q >= neg_hi:
                 dq += d
-                dn += p * d
+                dn -= q * d
                 dc += c
         self.ask_qty += dq
         self.ask_notional += dn
@@ -222,15 +225,15 @@ class DepthTracker:
         new_hi = mid * (1.0 + self.bps * 1e-4)
         if new_hi != hi:
             if new_hi < hi:  # asks in (new_hi, hi] leave: negated, [-hi, -new_hi)
-                swept = [-q for q in ap[bisect_left(ap, -hi) : bisect_left(ap, -new_hi)]]
+                swept = ap[bisect_left(ap, -hi) : bisect_left(ap, -new_hi)]
                 sign = -1.0
             else:  # asks in (hi, new_hi] enter
-                swept = [-q for q in ap[bisect_left(ap, -new_hi) : bisect_left(ap, -hi)]]
+                swept = ap[bisect_left(ap, -new_hi) : bisect_left(ap, -hi)]
                 sign = 1.0
             if swept:
                 sz = list(map(book._ask_sizes.__getitem__, swept))
                 self.ask_qty += sign * sum(sz)
-                self.ask_notional += sign * sum(map(mul, swept, sz))
+                self.ask_notional -= sign * sum(map(mul, swept, sz))
                 self.ask_levels += int(sign) * len(swept)
                 self._ops += len(swept)
             self.hi = new_hi
@@ -278,8 +281,10 @@ class L2Book:
         self.depth_limit = depth_limit
         self._bid_sizes: dict[float, float] = {}
         self._bid_prices: list[float] = []  # ascending: best bid last
-        self._ask_sizes: dict[float, float] = {}
-        self._ask_prices: list[float] = []  # negated prices, ascending: best ask last
+        # Asks are keyed and sorted by their NEGATED price, so the dict and the list share one float per
+        # level (a second, negated copy of every ask price would cost 24 KB per 1000 levels).
+        self._ask_sizes: dict[float, float] = {}  # -price -> size
+        self._ask_prices: list[float] = []  # -price, ascending: best ask last
         #: Exchange sequence ids of the last applied event (0 where the venue has none).
         self.first_seq = 0
         self.last_seq = 0
@@ -304,11 +309,11 @@ class L2Book:
     def apply_snapshot(self, snap: BookSnapshot) -> None:
         """Replace the whole book with ``snap``: as if emptied, then each level applied in order."""
         bids = {p: s for p, s in dict(snap.bids).items() if s}
-        asks = {p: s for p, s in dict(snap.asks).items() if s}
+        asks = {-p: s for p, s in dict(snap.asks).items() if s}
         self._bid_sizes = bids
         self._bid_prices = sorted(bids)
         self._ask_sizes = asks
-        self._ask_prices = sorted(-p for p in asks)
+        self._ask_prices = sorted(asks)
         if self.depth_limit is not None:
             self._truncate(self.depth_limit)
         self.first_seq = self.last_seq = snap.sequence
@@ -343,13 +348,14 @@ class L2Book:
                 sizes = self._ask_sizes
                 prices = self._ask_prices
                 for p, s in levels:
+                    q = -p
                     if s:
-                        if p not in sizes:
-                            insort(prices, -p)
-                        sizes[p] = s
-                    elif p in sizes:
-                        del sizes[p]
-                        del prices[bisect_left(prices, -p)]
+                        if q not in sizes:
+                            insort(prices, q)
+                        sizes[q] = s
+                    elif q in sizes:
+                        del sizes[q]
+                        del prices[bisect_left(prices, q)]
             if self.depth_limit is not None:
                 self._truncate(self.depth_limit)
         self.first_seq = delta.first_seq
@@ -373,7 +379,7 @@ class L2Book:
         # Band edges as of before the delta; a side outside every band compares against +-inf.
         inf = float("inf")
         lo = min((t.lo for t in live), default=inf)
-        hi = max((t.hi for t in live), default=-inf)
+        neg_hi = -max((t.hi for t in live), default=-inf)
         bid_changes: list[_Change] = []
         ask_changes: list[_Change] = []
         levels = delta.bids
@@ -402,20 +408,21 @@ class L2Book:
             prices = self._ask_prices
             get = sizes.get
             for p, s in levels:
-                old = get(p)
+                q = -p
+                old = get(q)
                 if s:
                     if old is None:
-                        insort(prices, -p)
-                        if p <= hi:
-                            ask_changes.append((p, s, 1))
-                    elif p <= hi:
-                        ask_changes.append((p, s - old, 0))
-                    sizes[p] = s
+                        insort(prices, q)
+                        if q >= neg_hi:
+                            ask_changes.append((q, s, 1))
+                    elif q >= neg_hi:
+                        ask_changes.append((q, s - old, 0))
+                    sizes[q] = s
                 elif old is not None:
-                    del sizes[p]
-                    del prices[bisect_left(prices, -p)]
-                    if p <= hi:
-                        ask_changes.append((p, -old, -1))
+                    del sizes[q]
+                    del prices[bisect_left(prices, q)]
+                    if q >= neg_hi:
+                        ask_changes.append((q, -old, -1))
         for t in live:
             t._fold(bid_changes, ask_changes)
         if self.depth_limit is not None:
@@ -456,7 +463,7 @@ class L2Book:
             t.bid_qty += dq
             t.bid_notional += dn
             t.bid_levels += dc
-        hi = t.hi
+        neg_hi = -t.hi
         dq = dn = 0.0
         dc = 0
         levels = delta.asks
@@ -465,22 +472,23 @@ class L2Book:
             prices = self._ask_prices
             get = sizes.get
             for p, s in levels:
-                old = get(p)
+                q = -p
+                old = get(q)
                 if s:
-                    sizes[p] = s
+                    sizes[q] = s
                     if old is None:
-                        insort(prices, -p)
-                        if p <= hi:
+                        insort(prices, q)
+                        if q >= neg_hi:
                             dq += s
                             dn += p * s
                             dc += 1
-                    elif p <= hi:
+                    elif q >= neg_hi:
                         dq += s - old
                         dn += p * (s - old)
                 elif old is not None:
-                    del sizes[p]
-                    del prices[bisect_left(prices, -p)]
-                    if p <= hi:
+                    del sizes[q]
+                    del prices[bisect_left(prices, q)]
+                    if q >= neg_hi:
                         dq -= old
                         dn -= p * old
                         dc -= 1
@@ -518,7 +526,7 @@ class L2Book:
         if extra > 0:
             sizes = self._ask_sizes
             for q in prices[:extra]:
-                del sizes[-q]
+                del sizes[q]
             del prices[:extra]
             cut = True
         if cut:
@@ -551,8 +559,8 @@ class L2Book:
         prices = self._ask_prices
         if not prices:
             return None
-        p = -prices[-1]
-        return (p, self._ask_sizes[p])
+        q = prices[-1]
+        return (-q, self._ask_sizes[q])
 
     def best_bid_price(self) -> float | None:
         """Highest bid price, or None."""
@@ -598,12 +606,13 @@ class L2Book:
         prices = self._ask_prices
         top = prices[::-1] if n is None else prices[: -n - 1 : -1] if n > 0 else []
         sizes = self._ask_sizes
-        return [(-q, sizes[-q]) for q in top]
+        return [(-q, sizes[q]) for q in top]
 
     def size_at(self, side: Side, price: float) -> float:
         """Size resting at ``price`` on the bid (BUY) or ask (SELL) side; 0 when there is none."""
-        sizes = self._bid_sizes if side is Side.BUY else self._ask_sizes
-        return sizes.get(price, 0.0)
+        if side is Side.BUY:
+            return self._bid_sizes.get(price, 0.0)
+        return self._ask_sizes.get(-price, 0.0)
 
     def cumulative_depth(self, side: Side, n: int) -> list[Level]:
         """(price, size summed from the touch down to that price) for the best ``n`` levels of a side.
@@ -646,7 +655,7 @@ class L2Book:
         qty = 0.0
         notional = 0.0
         for q in band:
-            s = sizes[-q]
+            s = sizes[q]
             qty += s
             notional -= q * s
         return (qty, notional)
@@ -691,8 +700,9 @@ class L2Book:
         notional = 0.0
         worst = touch
         for i in range(len(prices) - 1, -1, -1):
-            p = sign * prices[i]
-            s = sizes[p]
+            key = prices[i]
+            p = sign * key
+            s = sizes[key]
             take = s if s < left else left
             notional += take * p
             left -= take
@@ -829,7 +839,7 @@ class WireText:
         bid_sizes = book._bid_sizes
         ask_sizes = book._ask_sizes
         self.bids = {p: t for p, t in self.bids.items() if p in bid_sizes}
-        self.asks = {p: t for p, t in self.asks.items() if p in ask_sizes}
+        self.asks = {p: t for p, t in self.asks.items() if -p in ask_sizes}
 
 
 def _apply_text(store: dict[float, TextLevel], levels: Iterable[TextLevel]) -> list[Level]:

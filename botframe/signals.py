@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
-from operator import mul, neg, sub
+from operator import mul, sub
 from typing import Literal
 
 from .book import DepthTracker, L2Book
@@ -411,7 +411,7 @@ class SignalSet:
             return None
         pb = bp[-1]
         pa = -ap[-1]
-        return (pb, book._bid_sizes[pb], pa, book._ask_sizes[pa])
+        return (pb, book._bid_sizes[pb], pa, book._ask_sizes[ap[-1]])
 
     def _ofi_event(self) -> None:
         cur = self._best()
@@ -471,7 +471,7 @@ class SignalSet:
             bt = bp[-top:]
             at = ap[-top:]
             bs = list(map(bsz.__getitem__, bt))
-            as_ = list(map(asz.__getitem__, map(neg, at)))
+            as_ = list(map(asz.__getitem__, at))
             for name, n in self._imbalances:
                 qb = sum(bs[-n:])
                 qa = sum(as_[-n:])
@@ -487,12 +487,12 @@ class SignalSet:
                 # weight = exp(distance_from_mid * k) = decay ** distance_in_bps
                 exp = math.exp
                 wb = sum(map(mul, map(exp, map(mul, map(sub, repeat(mid), bt[-n:]), repeat(k))), bs[-n:]))
-                ask_dist = map(sub, map(neg, at[-n:]), repeat(mid))
+                ask_dist = map(sub, repeat(-mid), at[-n:])  # -mid - (-pa) = pa - mid
                 wa = sum(map(mul, map(exp, map(mul, ask_dist, repeat(k))), as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
         if self._microprices:
             qb1 = bsz[pb]
-            qa1 = asz[pa]
+            qa1 = asz[ap[-1]]
             micro = (pb * qa1 + pa * qb1) / (qa1 + qb1)
             for name in self._microprices:
                 vals[name] = micro
