@@ -332,7 +332,6 @@ class ResilientWebSocket:
                     if self._on_connect is not None:
                         await self._on_connect(ws)
                     await self._serve(ws)
-                raise ConnectionError("connection ended without a close frame")  # pragma: no cover
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -376,7 +375,7 @@ class ResilientWebSocket:
         counters.connects += 1
         self._log.info("stream connected", connects=counters.connects)
 
-    async def _serve(self, ws: ClientConnection) -> None:
+    async def _serve(self, ws: ClientConnection) -> NoReturn:
         watchdog = None
         if self._stale_after_ns:
             watchdog = asyncio.create_task(self._watch(ws), name=f"{self.name}-watchdog")
@@ -393,7 +392,7 @@ class ResilientWebSocket:
                     if current is not None and current.cancelling():
                         raise
 
-    async def _receive(self, ws: ClientConnection) -> None:
+    async def _receive(self, ws: ClientConnection) -> NoReturn:
         recv = ws.recv
         on_message = self._on_message
         counters = self.counters

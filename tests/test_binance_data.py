@@ -527,3 +527,17 @@ async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()
+
+
+async def test_many_symbols_are_spread_over_several_connections(spot: Recorded) -> None:
+    listed = [s["symbol"] for s in json.loads(spot.exchange_info)["symbols"]]
+    unified = [f"{s['baseAsset']}/{s['quoteAsset']}" for s in json.loads(spot.exchange_info)["symbols"]]
+    server = ReplayServer(spot, sessions=[[]])
+
+    async with running_client(server, symbols=unified[:150]) as running:
+        await running.ctx.wait_until(lambda: len(running.ctx.statuses) == 150 and server.connections == 2)
+
+        streams = [path.split("=", 1)[1].split("/") for path in server.stream_paths]
+        assert [len(s) for s in streams] == [200, 100]  # depth + aggTrade per symbol, 100 symbols each
+        assert streams[1][0] == f"{listed[100].lower()}@depth@100ms"
+        assert {s.health for s in running.ctx.statuses} == {BookHealth.SYNCING}

@@ -54,8 +54,9 @@ from .sync import BookSync, HealthChange, NeedSnapshot, SyncRules
 __all__ = ["BinanceDataClient", "stream_url"]
 
 _FRAME_EXCERPT_CHARS = 200
-#: Binance allows 1024 streams per connection; two per symbol keeps well under with room for more kinds.
-_MAX_SYMBOLS_PER_CONNECTION = 200
+#: Binance allows 1024 streams per connection, but the combined-stream URL carries every name: 100
+#: symbols (about 3.7 KB of URL) stays clear of common request-line limits.
+_MAX_SYMBOLS_PER_CONNECTION = 100
 _DEPTH_STREAM = "depth@100ms"
 _TRADE_STREAM = "aggTrade"
 
@@ -147,7 +148,7 @@ class BinanceDataClient:
                 await self._run_connections()
             finally:
                 await self._stop()
-        raise AssertionError("unreachable: the streams only end by raising")  # pragma: no cover
+        raise RuntimeError(f"{self._venue}: every stream ended without an error")  # pragma: no cover
 
     # -- start-up --------------------------------------------------------------------------------------------
 
