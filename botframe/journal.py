@@ -12,12 +12,13 @@ on the event path and :meth:`Journal.flush` once per event-loop tick (every 50 m
 
 ``"batch"`` (the default)
     WAL with ``synchronous=NORMAL``. Rows are appended inside one open transaction that commits on
-    :meth:`~Journal.flush`, every ``batch_size`` rows, and *immediately when an intent is recorded*:
-    an order is never sent before it, and every event before it, is committed. A commit in WAL
-    mode with NORMAL writes the WAL file without an fsync, so it survives a crash of the process
-    (the operating system still has the data) but the last commits may be lost if the machine
-    loses power; the database is never corrupted either way. Fills and updates recorded since the
-    last commit are lost with the process; a live venue re-reports them at reconciliation.
+    :meth:`~Journal.flush`, every ``batch_size`` rows, and *immediately when an intent or a fill is
+    recorded*: an order is never sent before it, and every event before it, is committed, and a
+    fill is durable before any strategy sees it. A commit in WAL mode with NORMAL writes the WAL
+    file without an fsync (tens of microseconds), so it survives a crash of the process (the
+    operating system still has the data) but the last commits may be lost if the machine loses
+    power; the database is never corrupted either way. Order updates recorded since the last
+    commit are lost with the process; a live venue re-reports them at reconciliation.
 ``"always"``
     WAL with ``synchronous=FULL`` and a commit (with fsync) per row: every row survives a power
     loss once ``record`` returns. Costs one fsync per event (see ``benchmarks/journal_writes.py``).
@@ -99,6 +100,10 @@ class FsyncPolicy(enum.StrEnum):
     BATCH = "batch"
     OFF = "off"
 
+
+#: Kinds that the batch policy commits at once: nothing is sent before its intent is durable, and
+#: nothing acts on a fill before the fill is durable.
+_COMMIT_AT_ONCE: Final = frozenset({"intent", "fill"})
 
 _SYNCHRONOUS: Final = {FsyncPolicy.ALWAYS: "FULL", FsyncPolicy.BATCH: "NORMAL", FsyncPolicy.OFF: "OFF"}
 
@@ -212,7 +217,7 @@ class Journal:
         self._uncommitted += 1
         policy = self.fsync
         if (policy is FsyncPolicy.ALWAYS or self._uncommitted >= self.batch_size
-                or (policy is FsyncPolicy.BATCH and kind == "intent")):
+                or (policy is FsyncPolicy.BATCH and kind in _COMMIT_AT_ONCE)):
             self.flush()
 
     def flush(self) -> None:

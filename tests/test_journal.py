@@ -116,7 +116,8 @@ def test_recover_after_a_crash_without_close_rebuilds_the_state(tmp_path: Path) 
     assert recovered.max_client_order_counter == 1
 
 
-def test_batch_policy_commits_at_each_intent_so_a_crash_loses_only_later_reports(tmp_path: Path) -> None:
+def test_batch_policy_commits_intents_and_fills_at_once_so_a_crash_loses_only_later_updates(
+        tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
 
     crash_after(path, """
@@ -124,12 +125,14 @@ def test_batch_policy_commits_at_each_intent_so_a_crash_loses_only_later_reports
         journal.record(fill("bf-r-1", "f1"))
         journal.record(intent("bf-r-2"))
         journal.record(fill("bf-r-1", "f2"))
+        journal.record(update("bf-r-2", OrderStatus.ACCEPTED))
     """)
 
     with Journal(path) as reopened:
         recovered = reopened.recover()
-    assert [f.fill_id for f in recovered.fills] == ["f1"]
-    assert [o.client_order_id for o in recovered.open_orders] == ["bf-r-2"]
+    assert [f.fill_id for f in recovered.fills] == ["f1", "f2"]
+    # The ACCEPTED update after the last commit died with the process: the order is still NEW.
+    assert [(o.client_order_id, o.status) for o in recovered.open_orders] == [("bf-r-2", OrderStatus.NEW)]
 
 
 def test_always_policy_keeps_every_row_through_a_crash(tmp_path: Path) -> None:
