@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
+import sys
 import time
+import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
 from botframe.book import L2Book
 from botframe.events import BookDelta, BookSnapshot
 
-__all__ = ["DepthUpdate", "generate_frames", "main", "make_book", "to_deltas"]
+__all__ = ["DepthUpdate", "NumpyBook", "SortedDictBook", "generate_frames", "main", "make_book", "to_deltas"]
 
 TICK = 0.01
 LEVELS = 1000
@@ -140,10 +144,81 @@ def _best_of(repeat: int, run: Callable[[], float]) -> float:
     return min(run() for _ in range(repeat))
 
 
+class SortedDictBook:
+    """The same book on ``sortedcontainers.SortedDict`` (pure Python, the usual choice), for comparison."""
+
+    def __init__(self, snap: BookSnapshot) -> None:
+        from sortedcontainers import SortedDict
+
+        self.bids = SortedDict({-p: s for p, s in snap.bids})  # negated: best first
+        self.asks = SortedDict(dict(snap.asks))
+
+    def apply(self, d: BookDelta) -> None:
+        bids = self.bids
+        for p, s in d.bids:
+            if s:
+                bids[-p] = s
+            else:
+                bids.pop(-p, None)
+        asks = self.asks
+        for p, s in d.asks:
+            if s:
+                asks[p] = s
+            else:
+                asks.pop(p, None)
+
+
+class NumpyBook:
+    """A C-backed variant: per side, sorted ``numpy`` arrays of prices and sizes updated per delta.
+
+    Each delta is turned into arrays, matched with ``searchsorted``, and applied with vectorized
+    assignment, ``np.delete`` and ``np.insert``: the work is in C, but every delta pays a dozen numpy
+    calls and a list-to-array conversion.
+    """
+
+    def __init__(self, snap: BookSnapshot) -> None:
+        import numpy as np
+
+        self.np = np
+        b = np.array(sorted(snap.bids), dtype=float).reshape(-1, 2)
+        a = np.array(sorted(snap.asks), dtype=float).reshape(-1, 2)
+        self.bp, self.bs = b[:, 0].copy(), b[:, 1].copy()
+        self.ap, self.asz = a[:, 0].copy(), a[:, 1].copy()
+
+    def _side(self, prices: Any, sizes: Any, levels: list[tuple[float, float]]) -> tuple[Any, Any]:
+        np = self.np
+        if not levels:
+            return prices, sizes
+        upd = dict(levels)  # later entries win, as in list order
+        lv = np.array(list(upd.items()), dtype=float)
+        p, s = lv[:, 0], lv[:, 1]
+        idx = np.searchsorted(prices, p)
+        inside = idx < len(prices)
+        found = np.zeros(len(p), dtype=bool)
+        found[inside] = prices[idx[inside]] == p[inside]
+        sizes = sizes.copy()
+        sizes[idx[found]] = s[found]
+        keep = sizes != 0.0
+        prices, sizes = prices[keep], sizes[keep]
+        new = ~found & (s != 0.0)
+        if new.any():
+            order = np.argsort(p[new])
+            new_p, new_s = p[new][order], s[new][order]
+            ins = np.searchsorted(prices, new_p)
+            prices = np.insert(prices, ins, new_p)
+            sizes = np.insert(sizes, ins, new_s)
+        return prices, sizes
+
+    def apply(self, d: BookDelta) -> None:
+        self.bp, self.bs = self._side(self.bp, self.bs, d.bids)
+        self.ap, self.asz = self._side(self.ap, self.asz, d.asks)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deltas", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--compare", action="store_true", help="also time SortedDict and numpy variants")
     args = ap.parse_args()
 
     snap_frame, frames = generate_frames(args.deltas)
@@ -164,12 +239,75 @@ def main() -> None:
         assert not book.is_crossed()
         return dt
 
+    def run_other(cls: Any) -> float:
+        _, snap = make_book(snap_frame)
+        other = cls(snap)
+        apply = other.apply
+        gc.disable()
+        t = time.perf_counter()
+        for d in deltas:
+            apply(d)
+        dt = time.perf_counter() - t
+        gc.enable()
+        return float(dt)
+
     book_s = _best_of(args.repeat, run_book)
-    print(f"deltas: {len(deltas)}, level updates: {level_updates} (20 + 20 per delta, 1000-level book)")
+    print(f"deltas: {len(deltas)}, level updates: {level_updates} (20 + 20 per delta, ~1000-level book)")
     decode_rate = level_updates / decode_s / 1e6
     print(f"msgspec decode (context, not timed below): {decode_rate:.2f} M level updates/s")
-    print(f"book apply:                {level_updates / book_s / 1e6:.2f} M level updates/s "
+    print(f"L2Book apply:              {level_updates / book_s / 1e6:.2f} M level updates/s "
           f"({book_s / len(deltas) * 1e6:.2f} us per delta)")
+
+    def run_tracked() -> float:
+        book, _ = make_book(snap_frame)
+        book.track_depth(10.0)
+        apply = book.apply_delta
+        gc.disable()
+        t = time.perf_counter()
+        for d in deltas:
+            apply(d)
+        dt = time.perf_counter() - t
+        gc.enable()
+        return dt
+
+    tracked_s = _best_of(args.repeat, run_tracked)
+    print(f"L2Book apply + 10 bps depth tracker: {level_updates / tracked_s / 1e6:.2f} M level updates/s")
+    if args.compare:
+        for label, cls in (("sortedcontainers.SortedDict", SortedDictBook), ("numpy sorted arrays (C)", NumpyBook)):
+            other_s = _best_of(args.repeat, lambda cls=cls: run_other(cls))
+            print(f"{label:27s}: {level_updates / other_s / 1e6:.2f} M level updates/s")
+    _memory(snap_frame, deltas)
+
+
+def _rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory(snap_frame: bytes, deltas: list[BookDelta]) -> None:
+    """Bytes held by one 1000 + 1000-level book, and resident growth for 100 books after the deltas."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    book, snap = make_book(snap_frame)
+    del snap  # the book keeps the floats it needs; the event's lists go
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    print(f"memory: one book of {book.bid_count} bids + {book.ask_count} asks holds {held / 1024:.0f} KiB "
+          f"(tracemalloc)")
+    if not sys.platform.startswith("linux"):
+        return
+    gc.collect()
+    rss0 = _rss_bytes()
+    books = [make_book(snap_frame)[0] for _ in range(100)]
+    for b in books:
+        for d in deltas[:2000]:
+            b.apply_delta(d)
+    gc.collect()
+    grown = _rss_bytes() - rss0
+    levels = sum(b.bid_count + b.ask_count for b in books)
+    print(f"memory: 100 books ({levels} levels in all, after 2000 deltas each) add {grown / 2**20:.1f} MiB resident")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import repeat
-from operator import mul, sub
+from operator import mul
 from typing import Literal
 
 from .book import DepthTracker, L2Book
@@ -263,6 +262,12 @@ class _RollingSum:
             self.total = math.fsum(v for _, v in terms)
             self._since_resum = 0
 
+    def push(self, now_ns: int, value: float) -> None:
+        """``add`` then ``expire``: one event's term, with the window moved to ``now_ns``."""
+        self.add(now_ns, value)
+        if self.max_age_ns is not None:
+            self.expire(now_ns)
+
     def expire(self, now_ns: int) -> None:
         """Drop terms that are ``max_age_ns`` old or older (no-op for count windows)."""
         terms = self.terms
@@ -274,6 +279,33 @@ class _RollingSum:
                 self.total -= terms.popleft()[1]
             if not terms:
                 self.total = 0.0
+
+
+class _BpsWeights(dict[float, float]):
+    """``decay ** distance_bps`` per price for one side, computed on first use while mid stays put.
+
+    ``weight(key) = exp(k * (ref - key))`` with ``k = ln(decay) * 1e4 / mid``; bids use ``ref = mid``
+    and the price as key, asks ``ref = -mid`` and the negated price (the book's ask keys). The cache is
+    emptied whenever mid moves, so each weight is one ``exp`` per (mid, price) instead of one per event.
+    """
+
+    __slots__ = ("k", "ref")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = 0.0
+        self.ref = math.nan
+
+    def reset(self, ref: float, k: float) -> None:
+        self.clear()
+        self.ref = ref
+        self.k = k
+
+    def __missing__(self, key: float) -> float:
+        if len(self) > 4096:  # bound memory if mid stays put for a very long time
+            self.clear()
+        w = self[key] = math.exp(self.k * (self.ref - key))
+        return w
 
 
 class SignalSet:
@@ -294,7 +326,7 @@ class SignalSet:
         # Compiled plan: per kind, the names and parameters, so an event runs straight-line code.
         self._imbalances: list[tuple[str, int]] = []
         self._level_weighted: list[tuple[str, int, list[float]]] = []
-        self._bps_weighted: list[tuple[str, int, float]] = []
+        self._bps_weighted: list[tuple[str, int, float, _BpsWeights, _BpsWeights]] = []
         self._microprices: list[str] = []
         self._spreads_bps: list[str] = []
         self._spreads_ticks: list[tuple[str, float]] = []
@@ -311,7 +343,7 @@ class SignalSet:
         self._prev: tuple[float, float, float, float] | None = None  # best quotes after the last event
         self._has_reference = False
         self._published: dict[str, float] = {}
-        self._refresh_book_values()
+        self._refresh_book_values(False)
         self._refresh_flow_values()
 
     def _compile(self, name: str, spec: SignalSpec) -> None:
@@ -326,7 +358,9 @@ class SignalSet:
                 self._level_weighted.append((name, spec.levels, weights))
             else:
                 # decay ** d_bps == exp(d_price * k) with k = ln(decay) * 1e4 / mid, computed per event.
-                self._bps_weighted.append((name, spec.levels, math.log(spec.decay) * 1e4))
+                self._bps_weighted.append(
+                    (name, spec.levels, math.log(spec.decay) * 1e4, _BpsWeights(), _BpsWeights())
+                )
         elif isinstance(spec, Microprice):
             self._microprices.append(name)
         elif isinstance(spec, Spread):
@@ -368,7 +402,7 @@ class SignalSet:
                 window.clear()
             self._prev = self._best()
             self._has_reference = self._has_reference or self._prev is not None
-        self._refresh_book_values()
+        self._refresh_book_values(False)
         self._refresh_flow_values()
 
     def on_delta(self, delta: BookDelta) -> None:
@@ -379,10 +413,8 @@ class SignalSet:
             for buys, sells in self._trade_windows.values():
                 buys.expire(ts)
                 sells.expire(ts)
-        if self._ofi:
-            self._ofi_event()
-        self._refresh_book_values()
-        if self._tfi or self._ofi:
+        self._refresh_book_values(True)
+        if self._tfi:
             self._refresh_flow_values()
 
     def on_trade(self, trade: Trade) -> None:
@@ -410,37 +442,14 @@ class SignalSet:
         if not bp or not ap:
             return None
         pb = bp[-1]
-        pa = -ap[-1]
-        return (pb, book._bid_sizes[pb], pa, book._ask_sizes[ap[-1]])
-
-    def _ofi_event(self) -> None:
-        cur = self._best()
-        prev = self._prev
-        self._prev = cur
-        e = 0.0
-        if cur is not None:
-            self._has_reference = True
-            if prev is not None:
-                pb, qb, pa, qa = cur
-                ppb, pqb, ppa, pqa = prev
-                if pb >= ppb:
-                    e += qb
-                if pb <= ppb:
-                    e -= pqb
-                if pa <= ppa:
-                    e -= qa
-                if pa >= ppa:
-                    e += pqa
-        now = self._now_ns
-        for _, window in self._ofi:
-            window.add(now, e)
-            window.expire(now)
+        return (pb, book._bid_sizes[pb], -ap[-1], book._ask_sizes[ap[-1]])
 
     # ------------------------------------------------------------------ computing values
     # These read the book's sorted price lists and size dicts directly (same package): a method call
     # per level would cost more than the arithmetic.
 
     def _refresh_flow_values(self) -> None:
+        """Publish the windows' sums (OFI after a snapshot, a trade or a clock move; TFI always)."""
         vals = self._values
         for name, window in self._ofi:
             vals[name] = window.total if self._has_reference else None
@@ -452,7 +461,8 @@ class SignalSet:
             else:
                 vals[name] = b - s
 
-    def _refresh_book_values(self) -> None:
+    def _refresh_book_values(self, ofi_event: bool) -> None:
+        """Recompute the book-shape signals; with ``ofi_event`` also fold this event into OFI."""
         vals = self._values
         book = self.book
         bp = book._bid_prices
@@ -460,12 +470,40 @@ class SignalSet:
         if not bp or not ap:
             for name in self._shape_names:
                 vals[name] = None
+            if ofi_event and self._ofi:
+                self._prev = None
+                now = self._now_ns
+                for name, window in self._ofi:
+                    window.push(now, 0.0)
+                    vals[name] = window.total if self._has_reference else None
             return
         bsz = book._bid_sizes
         asz = book._ask_sizes
         pb = bp[-1]
         pa = -ap[-1]
         mid = (pb + pa) * 0.5
+        if ofi_event and self._ofi:
+            # Cont, Kukanov and Stoikov (2014), eq. (4); see OrderFlowImbalance.
+            qb = bsz[pb]
+            qa = asz[ap[-1]]
+            prev = self._prev
+            e = 0.0
+            if prev is not None:
+                ppb, pqb, ppa, pqa = prev
+                if pb >= ppb:
+                    e += qb
+                if pb <= ppb:
+                    e -= pqb
+                if pa <= ppa:
+                    e -= qa
+                if pa >= ppa:
+                    e += pqa
+            self._prev = (pb, qb, pa, qa)
+            self._has_reference = True
+            now = self._now_ns
+            for name, window in self._ofi:
+                window.push(now, e)
+                vals[name] = window.total
         top = self._top
         if top:
             bt = bp[-top:]
@@ -482,13 +520,13 @@ class SignalSet:
                 wb: float = sum(map(mul, weights[n - nb :], bs[-nb:]))
                 wa: float = sum(map(mul, weights[n - na :], as_[-na:]))
                 vals[name] = (wb - wa) / (wb + wa)
-            for name, n, k_bps in self._bps_weighted:
-                k = k_bps / mid
-                # weight = exp(distance_from_mid * k) = decay ** distance_in_bps
-                exp = math.exp
-                wb = sum(map(mul, map(exp, map(mul, map(sub, repeat(mid), bt[-n:]), repeat(k))), bs[-n:]))
-                ask_dist = map(sub, repeat(-mid), at[-n:])  # -mid - (-pa) = pa - mid
-                wa = sum(map(mul, map(exp, map(mul, ask_dist, repeat(k))), as_[-n:]))
+            for name, n, k_bps, bid_w, ask_w in self._bps_weighted:
+                if bid_w.ref != mid:
+                    k = k_bps / mid
+                    bid_w.reset(mid, k)
+                    ask_w.reset(-mid, k)
+                wb = sum(map(mul, map(bid_w.__getitem__, bt[-n:]), bs[-n:]))
+                wa = sum(map(mul, map(ask_w.__getitem__, at[-n:]), as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
         if self._microprices:
             qb1 = bsz[pb]
