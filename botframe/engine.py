@@ -185,6 +185,7 @@ class Engine:
         self._tg: asyncio.TaskGroup | None = None
         self._services: list[tuple[str, Service]] = []
         self._venues: list[tuple[str, VenueClient, _VenueContext]] = []
+        self._venue_clients: dict[str, tuple[VenueClient, _VenueContext]] = {}
         self._runners: dict[str, StrategyRunner] = {}
         self._order_strategy: dict[str, str] = {}
         self._timers: list[tuple[int, str, str, int]] = []  # (due_ns, strategy, name, interval_ns)
@@ -220,10 +221,12 @@ class Engine:
                 self.portfolio.on_fill(fill)
                 self._fills += 1
                 self._fees += fill.fee
-            if recovered.trading_state not in (None, TradingState.ACTIVE):
+            if recovered.trading_state is TradingState.REDUCING:
+                self.trading_state.restore(TradingState.REDUCING)
+                self.log.warning("trading state restored from the journal", state="reducing")
+            elif recovered.trading_state is TradingState.HALTED:
                 # A restart is one of the two ways out of HALTED (the other is an explicit resume).
-                self.log.warning("trading state before the restart was not active; starting active",
-                                 previous=str(recovered.trading_state))
+                self.log.warning("trading was halted before the restart; the restart resumes it")
             for order_update in recovered.open_orders:
                 # A paper venue does not survive a restart: its resting orders are gone with it.
                 self.journal.record(OrderUpdate(
@@ -267,6 +270,7 @@ class Engine:
             for symbol in client.symbols:
                 self.slot(name, symbol)
             self._venues.append((name, client, ctx))
+            self._venue_clients[name] = (client, ctx)
         executor_entry = self.plugins.executors.get(s.executor)
         assert executor_entry is not None
         executor_settings = (s.plugin_sections["executors"].get(s.executor)
@@ -310,7 +314,11 @@ class Engine:
         slot = self.slots.get((ev.venue, ev.symbol))
         if slot is None:
             return
-        slot.book.apply_snapshot(ev)
+        book = slot.book
+        book.apply_snapshot(ev)
+        if book.is_crossed():
+            self._crossed(slot)
+            return
         if slot.signals is not None:
             slot.signals.on_snapshot(ev)
         self._dispatch_book(slot)
@@ -319,10 +327,26 @@ class Engine:
         slot = self.slots.get((ev.venue, ev.symbol))
         if slot is None:
             return
-        slot.book.apply_delta(ev)
+        book = slot.book
+        book.apply_delta(ev)
+        if book.is_crossed():
+            self._crossed(slot)
+            return
         if slot.signals is not None:
             slot.signals.on_delta(ev)
         self._dispatch_book(slot)
+
+    def _crossed(self, slot: MarketSlot) -> None:
+        """A crossed book is a wrong book: nobody reads it, and its venue re-syncs it from a snapshot."""
+        bid, ask = slot.book.best_bid(), slot.book.best_ask()
+        detail = f"best bid {bid[0] if bid else None} >= best ask {ask[0] if ask else None}"
+        self.log.warning("crossed book; resyncing", venue=slot.venue, symbol=slot.symbol, detail=detail)
+        client = self._venue_clients.get(slot.venue)
+        if client is None:
+            return
+        client[1].count("crossed", slot.symbol)
+        if slot.book.health is BookHealth.LIVE:
+            client[0].resync(slot.symbol, HealthReason.CROSSED, detail)
 
     def _dispatch_book(self, slot: MarketSlot) -> None:
         if slot.runners and slot.book.health is BookHealth.LIVE:
@@ -356,6 +380,8 @@ class Engine:
         if slot is not None:
             for runner in slot.runners:
                 runner.feed_status(ev)
+            if ev.health is BookHealth.LIVE:
+                self._dispatch_book(slot)  # the book strategies could not see until now
         if self._hook_on_status:
             self.hooks.on_feed_status(ev)
 
@@ -697,7 +723,8 @@ class Engine:
         return {name: dict(ctx.counters) for name, _c, ctx in self._venues}
 
     def messages(self) -> int:
-        return sum(ctx.counters.get("messages", 0) for _n, _c, ctx in self._venues)
+        """Frames received from every venue so far (live connection counters)."""
+        return sum(c.messages for _n, client, _ctx in self._venues for c in client.stream_counters())
 
     def _make_summary(self) -> RunSummary:
         self._mark_all()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .book import L2Book
     from .clock import Clock
+    from .streams import StreamCounters
 
 __all__ = ["Endpoints", "Instrument", "VenueClient", "VenueContext"]
 
@@ -103,6 +104,16 @@ class VenueClient(Protocol):
 
     async def run(self) -> None:
         """Connect, subscribe and stream until cancelled; reconnects by itself; never returns normally."""
+
+    def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
+        """Drop one book and re-sync it from a fresh snapshot (the engine found it crossed).
+
+        Must move the book to RESYNCING through ``context.set_health`` and keep buffering updates
+        while the snapshot is fetched, as the venue's own gap handling does.
+        """
+
+    def stream_counters(self) -> list[StreamCounters]:
+        """Live counters of each connection (messages, bytes, reconnects, parse errors...)."""
 
 
 @dataclass(slots=True)

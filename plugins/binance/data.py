@@ -128,6 +128,15 @@ class BinanceDataClient:
         """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
         return [c.stream.counters for c in self._connections if c.stream is not None]
 
+    def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
+        """Re-sync one book from a fresh snapshot (the engine found it crossed)."""
+        for feed in self._feeds.values():
+            if feed.instrument.symbol == symbol:
+                self._log.warning("book resync requested", symbol=symbol, reason=reason.value, detail=detail)
+                feed.sync.invalidate(reason, detail)
+                self._drain(feed)
+                return
+
     async def run(self) -> NoReturn:
         endpoints = self.context.endpoints
         ws_base = endpoints.resolve(self.settings.ws_url, "binance.ws")
