@@ -26,7 +26,8 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import mul
+from itertools import repeat
+from operator import mul, sub
 from typing import Literal
 
 from .book import DepthTracker, L2Book
@@ -503,7 +504,7 @@ class SignalSet:
             now = self._now_ns
             for name, window in self._ofi:
                 window.push(now, e)
-                vals[name] = window.total
+                vals[name] = window.total if window.terms else 0.0
         top = self._top
         if top:
             bt = bp[-top:]
@@ -522,11 +523,19 @@ class SignalSet:
                 vals[name] = (wb - wa) / (wb + wa)
             for name, n, k_bps, bid_w, ask_w in self._bps_weighted:
                 if bid_w.ref != mid:
+                    # Mid moved: every weight changes; compute the top ones in one C-level pass.
                     k = k_bps / mid
                     bid_w.reset(mid, k)
                     ask_w.reset(-mid, k)
-                wb = sum(map(mul, map(bid_w.__getitem__, bt[-n:]), bs[-n:]))
-                wa = sum(map(mul, map(ask_w.__getitem__, at[-n:]), as_[-n:]))
+                    bw = list(map(math.exp, map(mul, map(sub, repeat(mid), bt[-n:]), repeat(k))))
+                    aw = list(map(math.exp, map(mul, map(sub, repeat(-mid), at[-n:]), repeat(k))))
+                    bid_w.update(zip(bt[-n:], bw, strict=True))
+                    ask_w.update(zip(at[-n:], aw, strict=True))
+                    wb = sum(map(mul, bw, bs[-n:]))
+                    wa = sum(map(mul, aw, as_[-n:]))
+                else:
+                    wb = sum(map(mul, map(bid_w.__getitem__, bt[-n:]), bs[-n:]))
+                    wa = sum(map(mul, map(ask_w.__getitem__, at[-n:]), as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
         if self._microprices:
             qb1 = bsz[pb]
