@@ -336,6 +336,23 @@ class Engine:
             slot.signals.on_delta(ev)
         self._dispatch_book(slot)
 
+    def _check_stale_books(self) -> None:
+        """Re-sync LIVE books that have not changed within ``book_stale_after_ms``."""
+        limit_ms = self.settings.engine.book_stale_after_ms
+        if not limit_ms:
+            return
+        now = self.clock.time_ns()
+        for (venue, symbol), slot in self.slots.items():
+            book = slot.book
+            if book.health is not BookHealth.LIVE or not book.receive_ts_ns:
+                continue
+            silent_ms = (now - book.receive_ts_ns) / 1e6
+            if silent_ms > limit_ms:
+                client = self._venue_clients.get(venue)
+                if client is not None:
+                    client[1].count("stale", symbol)
+                    client[0].resync(symbol, HealthReason.STALE, f"no update for {silent_ms:.0f} ms")
+
     def _crossed(self, slot: MarketSlot) -> None:
         """A crossed book is a wrong book: nobody reads it, and its venue re-syncs it from a snapshot."""
         bid, ask = slot.book.best_bid(), slot.book.best_ask()
@@ -682,6 +699,7 @@ class Engine:
                 # Losses move with marks, not only with orders: the kill switch must trip by itself.
                 self._mark_all()
                 self.gate.evaluate_kill_switch()
+                self._check_stale_books()
                 next_risk_ns = now + _RISK_EVAL_INTERVAL_NS
             while self._timers and self._timers[0][0] <= now:
                 due, strategy, name, interval = heapq.heappop(self._timers)
@@ -748,6 +766,10 @@ class Engine:
                 "health": self._health_at_stop.get((venue, symbol), book.health).value,
                 "best_bid": bid[0] if bid else None, "best_ask": ask[0] if ask else None,
                 "levels": book.bid_count + book.ask_count,
+                "gaps": book.counters.gaps, "checksum_failures": book.counters.checksum_failures,
+                "crossed": book.counters.crossed, "stale": book.counters.stale,
+                "resyncs": book.counters.resyncs,
+                "not_live_secs": round(book.not_live_ns(self.clock.time_ns()) / 1e9, 3),
             })
         for row in self.portfolio.summary():
             summary.positions.append(row)

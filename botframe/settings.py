@@ -82,6 +82,8 @@ class EngineSettings(_Section):
     status_interval_secs: float = Field(default=5.0, gt=0)  # periodic status line when not on a terminal
     shutdown_timeout_secs: float = Field(default=10.0, gt=0)
     max_strategy_errors: int = Field(default=10, ge=1)  # a strategy is stopped after this many exceptions
+    # A LIVE book with no update for this long is re-synced (0 = off: quiet symbols may be silent).
+    book_stale_after_ms: int = Field(default=0, ge=0)
 
 
 class JournalSettings(_Section):

@@ -87,16 +87,17 @@ _CENT = Decimal("0.01")
 
 def render_summary(summary: RunSummary, out: TextIO) -> None:
     """Print the end-of-run summary as plain tables (readable in a terminal and in a CI log)."""
-    console = Console(file=out, width=120, no_color=not out.isatty(), highlight=False)
+    console = Console(file=out, width=140, no_color=not out.isatty(), highlight=False)
     console.print(f"botframe run summary ({summary.duration_secs:.1f} s)"
                   + ("  [FAILED: see the log]" if summary.failed else ""))
     console.print(f"messages processed: {summary.messages}   events processed: {summary.events}   "
                   f"denials: {summary.denials}   fills: {summary.fills}   fees: {money(summary.fees)}")
-    books = Table("venue", "symbol", "health", "best bid", "best ask", "levels", title="books",
-                  title_justify="left")
+    books = Table("venue", "symbol", "health", "best bid", "best ask", "levels", "gaps", "checksum fails",
+                  "crossed", "stale", "resyncs", "not live (s)", title="books", title_justify="left")
     for b in summary.books:
         books.add_row(b["venue"], b["symbol"], b["health"], _fmt(b["best_bid"]), _fmt(b["best_ask"]),
-                      str(b["levels"]))
+                      str(b["levels"]), str(b["gaps"]), str(b["checksum_failures"]), str(b["crossed"]),
+                      str(b["stale"]), str(b["resyncs"]), f"{b['not_live_secs']:g}")
     console.print(books)
     orders = Table("status", "count", title="orders", title_justify="left")
     shown_statuses = {k: v for k, v in sorted(summary.orders_by_status.items()) if v}
@@ -141,4 +142,4 @@ def _dec(text: object) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+    return "-" if value is None else f"{value:.12g}"
