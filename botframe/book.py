@@ -1,11 +1,19 @@
 """The L2 order book of one (venue, symbol), its health state machine, and exchange checksums.
 
 Storage (chosen by measurement, see ``benchmarks/book_apply.py``): each side is a ``dict`` from float
-price to float size plus a sorted ``list`` of the same price objects. A delta level that changes the size
+price to float size plus a sorted ``list`` of the same float objects. A delta level that changes the size
 of an existing price costs one dict store; only a price that appears or disappears touches the sorted
-list (``bisect``). Bids are kept ascending (best last) and asks are kept as *negated* prices ascending
-(best last as well), so the levels that come and go most often, near the touch, sit at the end of each
-list where an insert or delete moves almost nothing.
+list (``bisect``). Bids are keyed and kept ascending (best last); asks are keyed and kept by their
+*negated* price, ascending (best last as well): the levels that come and go most often, near the touch,
+sit at the end of each list where an insert or delete moves almost nothing, and the dict and the list
+share one float per level (a 1000 + 1000-level book holds about 185 KB). Measured on 20 + 20-level
+deltas against a 1000-level book, this pure-Python layout applies about 4.7 M level updates/s, against
+1.5 M for ``sortedcontainers.SortedDict`` and 0.4 M for sorted ``numpy`` arrays: numpy does each step
+in C, but a 20-level delta is too small to repay its dozen calls and the list-to-array conversion.
+
+``DepthTracker`` (``L2Book.track_depth(bps)``) keeps the quantity and notional within a bps band of mid
+while deltas are applied: the book folds each level's size change into the band while the old size is
+in hand, which is what makes the depth signals incremental (cost per delta level, not per band level).
 
 Sizes are absolute; a size of 0 deletes; deleting an absent level is normal and does nothing. With a
 ``depth_limit`` (Kraken) each side is truncated to that many best levels after every snapshot and delta,
@@ -32,7 +40,12 @@ live price. After the engine has applied the event, ``kraken_book_checksum(book,
 Bitfinex variant) walks the book's top levels (sorted already) and hashes their stored text. Kraken v2,
 whose frames carry JSON numbers, formats floats with the instrument's precision instead
 (``kraken_book_checksum_from_precision``). The pure functions ``kraken_checksum``, ``okx_checksum`` and
-``bitfinex_checksum`` take the levels' text directly.
+``bitfinex_checksum`` take the levels' text directly. Bitfinex tells the side by the amount's sign and
+deletes by count, so its adapter writes ``WireText.bids`` / ``WireText.asks`` (float price -> (price
+text, amount text), ask amounts negative as sent) itself rather than through ``apply_delta_text``.
+
+Sequence ids are the venue's own (``first_seq``/``last_seq``/``prev_seq`` of the last applied event, as
+``BookDelta`` defines them); judging a gap is the adapter's job, since every venue defines it differently.
 """
 
 from __future__ import annotations
@@ -740,6 +753,14 @@ class L2Book:
     def is_live(self) -> bool:
         """True when strategies may trust the book."""
         return self._health is BookHealth.LIVE
+
+    def is_stale(self, now_ns: int, max_age_ns: int) -> bool:
+        """True when the last applied event was received ``max_age_ns`` or more before ``now_ns``.
+
+        Feeds the stale-feed watchdog: a venue calls ``set_health(RESYNCING, HealthReason.STALE, ...)``.
+        A book that has never received an event is not stale (it is not live either).
+        """
+        return self.receive_ts_ns > 0 and now_ns - self.receive_ts_ns >= max_age_ns
 
     def not_live_ns(self, now_ns: int) -> int:
         """Total time outside LIVE up to ``now_ns``, the current interval included."""

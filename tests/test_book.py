@@ -316,3 +316,13 @@ def test_not_live_time_accumulates_outside_live() -> None:
     assert book.counters.not_live_ns == 150
     assert book.not_live_ns(1000) == 150
     assert book.is_live
+
+
+def test_staleness_is_judged_from_the_last_receive_time() -> None:
+    book = _book([(10.0, 1.0)], [(11.0, 1.0)])
+    fresh = book.is_stale(now_ns=1_000, max_age_ns=500)
+    book.apply_delta(_delta([(10.0, 2.0)], [], last=100))  # receive_ts_ns = 1100
+
+    assert fresh is False  # never received anything: not stale, just not live
+    assert book.is_stale(now_ns=1_599, max_age_ns=500) is False
+    assert book.is_stale(now_ns=1_600, max_age_ns=500) is True
