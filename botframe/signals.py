@@ -5,13 +5,18 @@ stable ``name`` (``"imbalance_5"``) under which its value is read. The engine ke
 per book with the union of its readers' specs, and calls ``on_snapshot`` / ``on_delta`` right after the
 book applied the event and ``on_trade`` for the symbol's public trades.
 
-Cost: an event costs O(1) here whatever the book size. Signals of the book's current shape (imbalance,
-weighted imbalance, depth bands, microprice, spread) are computed when first read after an event and
-cached until the next one, from the book's sorted top levels, so a read costs the levels it looks at
-(the top ``N``, or the levels inside a bps band), never the whole book. Signals of the event stream
-(order-flow imbalance, trade-flow imbalance) are folded in on every event in O(1) amortized: a rolling
-window keeps its terms and a running sum, re-summed exactly once per window length so float rounding
-cannot drift.
+Cost: every value is brought up to date by the event itself, so a read is a dict look-up and what
+a benchmark of events measures is the whole cost. Per event, nothing here depends on the book's size:
+
+* top-of-book signals (imbalance, weighted imbalance, microprice, spread) read the best ``N`` levels
+  straight from the book's sorted lists (``N`` = the largest ``levels`` asked for); bps weights are
+  cached per mid, so an ``exp`` is paid only when mid moves or a new price reaches the top;
+* depth bands are ``DepthTracker``s that the book keeps while it applies each delta (see
+  ``botframe.book``): their cost is the delta's own levels plus the few levels a moving mid sweeps
+  across the band's edges, never the band's size;
+* order-flow and trade-flow imbalance fold each event into a rolling window in O(1) amortized: the
+  window keeps its terms and a running sum, re-summed exactly once per window length so float
+  rounding cannot drift, and an empty window sums to exactly 0.
 
 Undefined values are ``None``: every signal of the book's shape is None while either side is empty
 (a one-sided book is a broken feed, not a signal), a ratio is None when its denominator is 0.
