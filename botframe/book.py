@@ -71,6 +71,7 @@ __all__ = [
     "kraken_checksum",
     "kraken_checksum_text",
     "okx_book_checksum",
+    "okx_book_checksum_ok",
     "okx_checksum",
 ]
 
@@ -464,8 +465,9 @@ class L2Book:
                             dn += p * s
                             dc += 1
                     elif p >= lo:
-                        dq += s - old
-                        dn += p * (s - old)
+                        d = s - old
+                        dq += d
+                        dn += p * d
                 elif old is not None:
                     del sizes[p]
                     del prices[bisect_left(prices, p)]
@@ -496,8 +498,9 @@ class L2Book:
                             dn += p * s
                             dc += 1
                     elif q >= neg_hi:
-                        dq += s - old
-                        dn += p * (s - old)
+                        d = s - old
+                        dq += d
+                        dn += p * d
                 elif old is not None:
                     del sizes[q]
                     del prices[bisect_left(prices, q)]
@@ -970,6 +973,17 @@ def okx_book_checksum(book: L2Book, text: WireText) -> int:
     """OKX checksum of ``book``'s top 25 levels per side, hashed from ``text``."""
     bids, asks = _top_text(book, text, 25)
     return okx_checksum(bids, asks)
+
+
+def okx_book_checksum_ok(book: L2Book, text: WireText, expected: int) -> bool | None:
+    """Whether ``book`` matches OKX's ``checksum``; None when OKX sent 0, which means "not computed".
+
+    From 23 June 2026 OKX sends 0 in every ``books`` checksum (SPECS.md); then only ``seqId`` /
+    ``prevSeqId`` guard the book.
+    """
+    if expected == 0:
+        return None
+    return okx_book_checksum(book, text) == expected
 
 
 def bitfinex_book_checksum(book: L2Book, text: WireText) -> int:

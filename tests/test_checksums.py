@@ -22,6 +22,7 @@ from botframe.book import (
     kraken_book_checksum_from_precision,
     kraken_checksum,
     okx_book_checksum,
+    okx_book_checksum_ok,
     okx_checksum,
 )
 from botframe.events import BookDelta, BookSnapshot
@@ -258,3 +259,28 @@ def test_wire_text_forgets_a_level_on_any_spelling_of_zero(size_text: str) -> No
 
     assert bids == [(1.5, 0.0)]
     assert text.bids == {}
+
+
+def test_okx_checksum_zero_means_absent_not_mismatch() -> None:
+    text = WireText()
+    book = L2Book("okx", "BTC-USDT")
+    bids, asks = text.apply_snapshot_text([("3366.1", "7")], [("3366.8", "9"), ("3368", "8"), ("3372", "8")])
+    book.apply_snapshot(BookSnapshot(venue="okx", symbol="BTC-USDT", bids=bids, asks=asks))
+
+    assert okx_book_checksum_ok(book, text, 0) is None
+    assert okx_book_checksum_ok(book, text, 831078360) is True
+    assert okx_book_checksum_ok(book, text, 831078361) is False
+
+
+def test_reencoded_scientific_size_fails_the_text_path_and_passes_the_precision_path(shared_data: Path) -> None:
+    # The state vector whose best bid has qty 0.00000048, as another JSON library would re-encode it.
+    vector = next(v for v in json.loads((shared_data / KRAKEN_VECTORS).read_text()) if v["bids"][0][1] == "0.00000048")
+    bids_text = [("0.000017670", "4.8E-7"), *[tuple(b) for b in vector["bids"][1:]]]
+    text = WireText()
+    book = L2Book("kraken", "X/Y")
+    bids, asks = text.apply_snapshot_text(bids_text, [tuple(a) for a in vector["asks"]])
+    book.apply_snapshot(BookSnapshot(venue="kraken", symbol="X/Y", bids=bids, asks=asks))
+
+    assert book.best_bid() == (0.00001767, 4.8e-7)
+    assert kraken_book_checksum(book, text) != vector["expected"]
+    assert kraken_book_checksum_from_precision(book, 9, 8) == vector["expected"]
