@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .model import FlowParams, SymbolSpec
 
-__all__ = ["FaultSettings", "FlowSettings", "SimSettings", "SimSymbolSettings", "VenueProtocol"]
+__all__ = [
+    "FaultSettings",
+    "FlowSettings",
+    "SimAccountSettings",
+    "SimSettings",
+    "SimSymbolSettings",
+    "VenueProtocol",
+]
 
 #: The wire protocols the simulator can speak; each simulated symbol belongs to one of them.
 VenueProtocol = Literal["binance", "kraken"]
@@ -119,6 +126,24 @@ class FaultSettings(_Frozen):
     # per step: the whole server goes away (every connection dropped, port closed) and comes back
     restart_rate: float = Field(default=0.0, ge=0, le=1)
     restart_downtime_ms: int = Field(default=1000, ge=0)
+    # per POST /api/v3/order: the order is accepted (and matched), then the answer is held this long,
+    # so a client with a shorter timeout sees a timeout for an order that exists
+    order_timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    order_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class SimAccountSettings(_Frozen):
+    """A trading account of the simulator: its API key and secret, its starting balances, its permissions.
+
+    These are the simulator's own (local, made-up) credentials, not an exchange's: the live executor
+    pointed at the simulator is given the same pair through its usual secrets source.
+    """
+
+    api_key: str = Field(min_length=1)
+    secret: str = Field(min_length=1, repr=False)
+    balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDT": Decimal("10000")})
+    can_trade: bool = True
+    can_withdraw: bool = False
 
 
 def _default_symbols() -> list[SimSymbolSettings]:
@@ -174,6 +199,13 @@ class SimSettings(_Frozen):
     symbols: list[SimSymbolSettings] = Field(default_factory=_default_symbols, min_length=1)
     flow: FlowSettings = FlowSettings()
     faults: FaultSettings = FaultSettings()
+    # The trading API (Binance spot REST on its own port, user data over the WebSocket port).
+    accounts: list[SimAccountSettings] = Field(default_factory=list)
+    api_port: int = Field(default=0, ge=0, le=65535)  # 0 = ephemeral; published as endpoint binance.api
+    maker_fee_bps: Decimal = Field(default=Decimal("1"), ge=-100, le=1000)
+    taker_fee_bps: Decimal = Field(default=Decimal("5"), ge=-100, le=1000)
+    orders_per_10s: int = Field(default=100, ge=1)  # Binance's ORDERS limit per account
+    request_weight_per_min: int = Field(default=6000, ge=1)  # Binance's REQUEST_WEIGHT limit per IP
 
     @model_validator(mode="after")
     def _unique_symbols(self) -> SimSettings:
@@ -183,6 +215,9 @@ class SimSettings(_Frozen):
             if key in seen:
                 raise ValueError(f"symbol {s.symbol!r} is listed twice for venue {s.venue!r}")
             seen.add(key)
+        keys = [a.api_key for a in self.accounts]
+        if len(keys) != len(set(keys)):
+            raise ValueError("two accounts share an api_key")
         return self
 
     def flow_for(self, entry: SimSymbolSettings) -> FlowParams:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .kraken_protocol import KrakenBookView
 
-__all__ = ["BinanceConnection", "Connection", "KrakenConnection"]
+__all__ = ["BinanceConnection", "Connection", "KrakenConnection", "UserDataConnection"]
 
 
 @dataclass(eq=False, slots=True)
@@ -65,3 +65,15 @@ class KrakenConnection(Connection):
     @property
     def subscribed(self) -> bool:
         return bool(self.books or self.trades or self.instrument)
+
+
+@dataclass(eq=False, slots=True)
+class UserDataConnection(Connection):
+    """A Binance user-data connection: the WebSocket API (``/ws-api/v3``) or a listen key's stream.
+
+    ``subscriptions`` maps a WebSocket API subscription id to the account's API key; a listen-key
+    stream has ``listen_api_key`` instead and receives the bare events.
+    """
+
+    subscriptions: dict[int, str] = field(default_factory=dict)
+    listen_api_key: str = ""

@@ -32,6 +32,7 @@ class FaultKind(enum.StrEnum):
     REST_429 = "rest_429"  # per REST depth request
     REST_500 = "rest_500"  # per REST depth request
     RESTART = "restart"  # per step: the listener and every connection go away, then come back
+    ORDER_TIMEOUT = "order_timeout"  # per POST /api/v3/order: accepted, then the answer is held back
 
 
 _RATE_FIELD = {
@@ -48,6 +49,7 @@ _RATE_FIELD = {
     FaultKind.REST_429: "rest_429_rate",
     FaultKind.REST_500: "rest_500_rate",
     FaultKind.RESTART: "restart_rate",
+    FaultKind.ORDER_TIMEOUT: "order_timeout_rate",
 }
 
 

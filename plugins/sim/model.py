@@ -18,6 +18,15 @@ with Binance-style update ids (one id per event; a step's ids are ``U..u`` and `
 The model never reads the wall clock, so the same seed gives the same stream every run. Each symbol
 draws from its own random stream (seeded by the model seed and the symbol), so adding a symbol does
 not change the others.
+
+Orders from outside the model (the simulator's trading API) live in the same book. A level that holds
+one keeps a FIFO queue of segments, model lots and outside orders in arrival order: the model's market
+orders eat it from the front (an outside order there is filled as a maker, reported in
+:attr:`SymbolModel.own_fills`), the model's arrivals join the back, and the model's cancels take model
+lots only, from the back (the newest lots), never an outside order. Outside orders change the book
+between steps: each change takes the next update id at once and is published with the next step, so
+the public stream keeps Binance's rule ``U == previous u + 1`` and a REST snapshot is always
+consistent with it. With no outside orders the model draws exactly what it drew before.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import math
 import random
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -40,10 +49,12 @@ __all__ = [
     "HistoryTooShortError",
     "MarketModel",
     "MarketStep",
+    "OwnFill",
     "SimTrade",
     "SymbolModel",
     "SymbolSpec",
     "SymbolStep",
+    "TakeResult",
     "decimals_of",
 ]
 
@@ -180,6 +191,31 @@ class BookState:
     asks: list[tuple[int, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class OwnFill:
+    """An outside order (``key``) filled as a maker at ``price_ticks`` by ``qty_lots``; ``trade_id`` is public."""
+
+    key: int
+    price_ticks: int
+    qty_lots: int
+    trade_id: int
+
+
+@dataclass(slots=True)
+class TakeResult:
+    """What an outside taking order did: ``(price, lots, maker key or None, trade id)`` per match, in order.
+
+    ``expired_makers`` are outside resting orders that self-trade prevention removed (their keys).
+    """
+
+    fills: list[tuple[int, int, int | None, int]] = field(default_factory=list)
+    expired_makers: list[int] = field(default_factory=list)
+
+    @property
+    def lots(self) -> int:
+        return sum(f[1] for f in self.fills)
+
+
 class HistoryTooShortError(LookupError):
     """The requested update id is older than the bounded history the model keeps."""
 
@@ -244,6 +280,16 @@ class SymbolModel:
         self._history: deque[tuple[int, bool, int, int]] = deque()  # (update id, is bid, price, old size)
         self._history_max = history_updates
         self._history_floor = self.last_update_id
+        # Outside orders: FIFO segments [key or None (model lots), lots] per level that holds one.
+        self._queues: dict[tuple[bool, int], deque[list[int | None]]] = {}
+        self._own_lots: dict[tuple[bool, int], int] = {}
+        #: Maker fills of outside orders made by the model's market orders; the trading venue drains it.
+        self.own_fills: list[OwnFill] = []
+        # Changes made between steps (outside orders), published with the next step.
+        self._pending_first: int | None = None
+        self._pending_bids: set[int] = set()
+        self._pending_asks: set[int] = set()
+        self._pending_trades: list[SimTrade] = []
         self._seed_book()
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -371,7 +417,7 @@ class SymbolModel:
         """Advance ``dt_secs`` of simulated time; return the changed levels and the trades."""
         rng = self._rng
         flow = self.flow
-        first_id = self.last_update_id + 1
+        first_id = self._pending_first if self._pending_first is not None else self.last_update_id + 1
         uid = self.last_update_id
         cands, cum = self._cancel_candidates()
         cancel_total = cum[-1] if cum else 0.0
@@ -385,9 +431,12 @@ class SymbolModel:
             + [_CANCEL] * _poisson(rng, cancel_total * dt_secs)
         )
         rng.shuffle(events)
-        touched_bids: set[int] = set()
-        touched_asks: set[int] = set()
-        trades: list[SimTrade] = []
+        touched_bids: set[int] = self._pending_bids
+        touched_asks: set[int] = self._pending_asks
+        trades: list[SimTrade] = self._pending_trades
+        self._pending_first = None
+        self._pending_bids, self._pending_asks, self._pending_trades = set(), set(), []
+        queues = self._queues
         bids, asks = self.bids, self.asks
         bid_prices, ask_prices = self._bid_prices, self._ask_prices
         limit_cum = self._limit_cum
@@ -406,6 +455,8 @@ class SymbolModel:
                     )
                     price = ref - d
                     self._set(True, price, bids.get(price, 0) + lots, uid)
+                    if queues:
+                        self._join_back(True, price, lots)
                     touched_bids.add(price)
                 else:
                     ref = (
@@ -415,6 +466,8 @@ class SymbolModel:
                     )
                     price = ref + d
                     self._set(False, price, asks.get(price, 0) + lots, uid)
+                    if queues:
+                        self._join_back(False, price, lots)
                     touched_asks.add(price)
             elif ev == _CANCEL:
                 if not cands:
@@ -428,6 +481,10 @@ class SymbolModel:
                 if not have:
                     continue  # already gone this step (eaten or cancelled)
                 lots = self._order_lots(self._mean_order_lots)
+                if queues and (is_bid, price) in queues:
+                    lots = self._cancel_model_lots(is_bid, price, lots)
+                    if not lots:
+                        continue  # only outside orders left here: the model cancels none of them
                 uid += 1
                 self._set(is_bid, price, max(0, have - lots), uid)
                 (touched_bids if is_bid else touched_asks).add(price)
@@ -451,6 +508,10 @@ class SymbolModel:
                     self.last_trade_id += 1
                     trades.append(SimTrade(self.last_trade_id, price, take, aggressor))
                     self.last_trade_ticks = price
+                    if queues and (not is_buy, price) in queues:
+                        for key, lots in self._eat_front(not is_buy, price, take):
+                            if key is not None:
+                                self.own_fills.append(OwnFill(key, price, lots, self.last_trade_id))
         uid = self._trim_far_levels(uid, touched_bids, touched_asks)
         self.last_update_id = uid
         return SymbolStep(
@@ -469,19 +530,195 @@ class SymbolModel:
         max_d = self.flow.max_distance_ticks
         if ask_prices:
             floor = ask_prices[0] - max_d
-            while bid_prices and bid_prices[0] < floor:
+            i = 0
+            while i < len(bid_prices) and bid_prices[i] < floor:
+                price = bid_prices[i]
+                own = self._own_lots.get((True, price), 0)
+                if own and self.bids[price] == own:
+                    i += 1  # only outside orders left: they stay, whatever the distance
+                    continue
                 uid += 1
-                price = bid_prices[0]
-                self._set(True, price, 0, uid)
+                if own:
+                    self._queues[(True, price)] = deque([[k, n] for k, n in self._queues[(True, price)]
+                                                          if k is not None])
+                    i += 1
+                self._set(True, price, own, uid)
                 touched_bids.add(price)
         if bid_prices:
             ceiling = bid_prices[-1] + max_d
-            while ask_prices and ask_prices[-1] > ceiling:
+            i = len(ask_prices) - 1
+            while i >= 0 and ask_prices[i] > ceiling:
+                price = ask_prices[i]
+                own = self._own_lots.get((False, price), 0)
+                i -= 1
+                if own and self.asks[price] == own:
+                    continue
                 uid += 1
-                price = ask_prices[-1]
-                self._set(False, price, 0, uid)
+                if own:
+                    self._queues[(False, price)] = deque([[k, n] for k, n in self._queues[(False, price)]
+                                                           if k is not None])
+                self._set(False, price, own, uid)
                 touched_asks.add(price)
         return uid
+
+    # -- outside orders (the trading API) --------------------------------------------------------------
+
+    def own_lots_at(self, is_bid: bool, price: int) -> int:
+        """Lots of outside orders resting at a level."""
+        return self._own_lots.get((is_bid, price), 0)
+
+    def _next_uid(self, is_bid: bool, price: int) -> int:
+        self.last_update_id += 1
+        if self._pending_first is None:
+            self._pending_first = self.last_update_id
+        (self._pending_bids if is_bid else self._pending_asks).add(price)
+        return self.last_update_id
+
+    def _queue(self, is_bid: bool, price: int) -> deque[list[int | None]]:
+        key = (is_bid, price)
+        queue = self._queues.get(key)
+        if queue is None:
+            have = (self.bids if is_bid else self.asks).get(price, 0)
+            queue = self._queues[key] = deque([[None, have]] if have else [])
+        return queue
+
+    def _join_back(self, is_bid: bool, price: int, lots: int) -> None:
+        queue = self._queues.get((is_bid, price))
+        if queue is None:
+            return
+        if queue and queue[-1][0] is None:
+            queue[-1][1] = int(queue[-1][1] or 0) + lots
+        else:
+            queue.append([None, lots])
+
+    def _cancel_model_lots(self, is_bid: bool, price: int, lots: int) -> int:
+        """Take up to ``lots`` model lots from the back of a queued level; how many were taken."""
+        queue = self._queues[(is_bid, price)]
+        taken = 0
+        for seg in reversed(queue):
+            if taken >= lots:
+                break
+            if seg[0] is None:
+                n = min(int(seg[1] or 0), lots - taken)
+                seg[1] = int(seg[1] or 0) - n
+                taken += n
+        self._queues[(is_bid, price)] = deque(seg for seg in queue if seg[1])
+        return taken
+
+    def _eat_front(self, is_bid: bool, price: int, lots: int) -> list[tuple[int | None, int]]:
+        """Consume ``lots`` from the front of a queued level; ``(key or None, lots)`` per segment eaten."""
+        key = (is_bid, price)
+        queue = self._queues[key]
+        eaten: list[tuple[int | None, int]] = []
+        while lots and queue:
+            seg = queue[0]
+            n = min(int(seg[1] or 0), lots)
+            seg[1] = int(seg[1] or 0) - n
+            lots -= n
+            owner = seg[0]
+            eaten.append((owner, n))
+            if owner is not None:
+                self._own_lots[key] -= n
+            if not seg[1]:
+                queue.popleft()
+        self._drop_queue_if_model_only(key)
+        return eaten
+
+    def _drop_queue_if_model_only(self, key: tuple[bool, int]) -> None:
+        if not self._own_lots.get(key):
+            self._own_lots.pop(key, None)
+            self._queues.pop(key, None)
+
+    def rest_own(self, is_bid: bool, price: int, lots: int, key: int) -> int:
+        """Rest an outside order at the back of its level (between steps); returns its update id."""
+        queue = self._queue(is_bid, price)
+        queue.append([key, lots])
+        self._own_lots[(is_bid, price)] = self._own_lots.get((is_bid, price), 0) + lots
+        uid = self._next_uid(is_bid, price)
+        book = self.bids if is_bid else self.asks
+        self._set(is_bid, price, book.get(price, 0) + lots, uid)
+        return uid
+
+    def cancel_own(self, is_bid: bool, price: int, key: int) -> int:
+        """Remove an outside order from its level (between steps); returns the lots it still had."""
+        lvl = (is_bid, price)
+        queue = self._queues.get(lvl)
+        if queue is None:
+            return 0
+        lots = 0
+        for seg in queue:
+            if seg[0] == key:
+                lots = int(seg[1] or 0)
+                break
+        if not lots:
+            return 0
+        self._queues[lvl] = deque(seg for seg in queue if seg[0] != key)
+        self._own_lots[lvl] -= lots
+        self._drop_queue_if_model_only(lvl)
+        uid = self._next_uid(is_bid, price)
+        book = self.bids if is_bid else self.asks
+        self._set(is_bid, price, book.get(price, 0) - lots, uid)
+        return lots
+
+    def available(self, is_buy: bool, limit_ticks: int | None, skip: Callable[[int], bool] | None = None) -> int:
+        """Lots an outside order could take now up to ``limit_ticks`` (all of the side when None).
+
+        Outside orders for which ``skip(key)`` is true (self-trade prevention) are not counted.
+        """
+        prices = self._ask_prices if is_buy else list(reversed(self._bid_prices))
+        book = self.asks if is_buy else self.bids
+        total = 0
+        for p in prices:
+            if limit_ticks is not None and (p > limit_ticks if is_buy else p < limit_ticks):
+                break
+            total += book[p]
+            queue = self._queues.get((not is_buy, p))
+            if queue is not None and skip is not None:
+                total -= sum(int(seg[1] or 0) for seg in queue if seg[0] is not None and skip(seg[0]))
+        return total
+
+    def take(self, is_buy: bool, lots: int, limit_ticks: int | None,
+             expire_maker: Callable[[int], bool] | None = None) -> TakeResult:
+        """An outside order takes up to ``lots`` from the opposite side, up to ``limit_ticks`` (between steps).
+
+        Resting outside orders are matched in their queue place; those for which ``expire_maker(key)``
+        is true are removed instead (self-trade prevention, Binance's EXPIRE_MAKER). Every match is a
+        public trade published with the next step.
+        """
+        result = TakeResult()
+        aggressor = Side.BUY if is_buy else Side.SELL
+        maker_is_bid = not is_buy
+        book = self.bids if maker_is_bid else self.asks
+        prices = self._bid_prices if maker_is_bid else self._ask_prices
+        while lots and prices:
+            price = prices[-1] if maker_is_bid else prices[0]
+            if limit_ticks is not None and (price > limit_ticks if is_buy else price < limit_ticks):
+                break
+            lvl = (maker_is_bid, price)
+            if lvl in self._queues and expire_maker is not None:
+                for seg in list(self._queues[lvl]):
+                    seg_key = seg[0]
+                    if seg_key is not None and expire_maker(seg_key):
+                        self.cancel_own(maker_is_bid, price, seg_key)
+                        result.expired_makers.append(seg_key)
+                if not book.get(price):
+                    continue
+            have = book[price]
+            n = min(have, lots)
+            lots -= n
+            uid = self._next_uid(maker_is_bid, price)
+            self._set(maker_is_bid, price, have - n, uid)
+            if lvl in self._queues:
+                for key, eaten in self._eat_front(maker_is_bid, price, n):
+                    self.last_trade_id += 1
+                    self._pending_trades.append(SimTrade(self.last_trade_id, price, eaten, aggressor))
+                    result.fills.append((price, eaten, key, self.last_trade_id))
+            else:
+                self.last_trade_id += 1
+                self._pending_trades.append(SimTrade(self.last_trade_id, price, n, aggressor))
+                result.fills.append((price, n, None, self.last_trade_id))
+            self.last_trade_ticks = price
+        return result
 
 
 @dataclass(slots=True)

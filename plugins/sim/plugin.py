@@ -6,6 +6,8 @@ and publishes its URLs so venues configured with ``url = "simulator"`` find it:
 * ``binance.ws``   -> ``ws://127.0.0.1:PORT``    (append ``/stream?streams=...`` or ``/ws``)
 * ``binance.rest`` -> ``http://127.0.0.1:PORT``  (append ``/api/v3/...``)
 * ``kraken.ws``    -> ``ws://127.0.0.1:PORT/v2`` (the Kraken v2 WebSocket itself)
+* ``binance.api``  -> ``http://127.0.0.1:PORT2`` (Binance REST with trading; append ``/api/v3/...``)
+* ``binance.ws_api`` -> ``ws://127.0.0.1:PORT/ws-api/v3`` (Binance's WebSocket API: user data)
 
 A venue's keys are published only when some symbol is simulated on that venue, so a venue pointed at
 a simulator that does not serve it fails at start-up with a message instead of waiting for data.
@@ -28,8 +30,10 @@ if TYPE_CHECKING:
     from botframe.services import ServiceContext
 
 __all__ = [
+    "ENDPOINT_BINANCE_API",
     "ENDPOINT_BINANCE_REST",
     "ENDPOINT_BINANCE_WS",
+    "ENDPOINT_BINANCE_WS_API",
     "ENDPOINT_KRAKEN_WS",
     "SimService",
     "botframe_register_services",
@@ -39,6 +43,8 @@ __all__ = [
 ENDPOINT_BINANCE_WS = "binance.ws"
 ENDPOINT_BINANCE_REST = "binance.rest"
 ENDPOINT_KRAKEN_WS = "kraken.ws"
+ENDPOINT_BINANCE_API = "binance.api"
+ENDPOINT_BINANCE_WS_API = "binance.ws_api"
 
 
 class SimService:
@@ -58,6 +64,8 @@ class SimService:
         if "binance" in venues:
             endpoints.set(ENDPOINT_BINANCE_WS, self.server.ws_url)
             endpoints.set(ENDPOINT_BINANCE_REST, self.server.rest_url)
+            endpoints.set(ENDPOINT_BINANCE_API, self.server.api_url)
+            endpoints.set(ENDPOINT_BINANCE_WS_API, self.server.ws_api_url)
         if "kraken" in venues:
             endpoints.set(ENDPOINT_KRAKEN_WS, self.server.kraken_url)
 

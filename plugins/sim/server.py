@@ -6,7 +6,15 @@ Paths on the one port:
   with live ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` method frames;
 * ``GET /api/v3/depth``, ``/api/v3/exchangeInfo``, ``/api/v3/time``, ``/api/v3/ping``: Binance REST,
   answered as plain HTTP by websockets' ``process_request`` hook (no second server library);
-* ``/v2``: Kraken spot WebSocket v2 (``book`` with checksums, ``trade``, ``instrument``, heartbeats).
+* ``/v2``: Kraken spot WebSocket v2 (``book`` with checksums, ``trade``, ``instrument``, heartbeats);
+* ``/ws-api/v3``: Binance's WebSocket API (user data subscriptions, see :mod:`.binance_trading`) and
+  ``/ws/<listenKey>``: a listen key's user data stream.
+
+Binance's trading REST API (signed ``POST``/``DELETE`` requests carry bodies, which websockets' HTTP
+parser refuses) is served by a small aiohttp server on a second port, :attr:`SimServer.api_url`; it also
+answers the public GET endpoints, so a REST client needs only that one base URL. Orders placed there are
+matched in the model's book (:mod:`.trading`) between steps, and user data events are queued to the
+account's subscribers before the HTTP answer is sent, as on Binance.
 
 The market advances one model step per ``update_interval_ms / speed`` of the injected clock
 (:meth:`SimServer.run_market`), or one step per call of :meth:`SimServer.step_once` in tests. A step
@@ -33,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import structlog
+from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -41,8 +50,9 @@ from websockets.http11 import Request, Response
 from botframe.clock import Clock, LiveClock
 
 from .binance_protocol import BinanceWire, ClientRequest, RestResponse, combined_frame, parse_client_request
+from .binance_trading import BinanceTradingApi, RateLimits
 from .config import SimSettings
-from .connections import BinanceConnection, Connection, KrakenConnection
+from .connections import BinanceConnection, Connection, KrakenConnection, UserDataConnection
 from .faults import FaultKind, FaultPlan
 from .kraken_protocol import (
     KrakenBookView,
@@ -53,17 +63,22 @@ from .kraken_protocol import (
     rfc3339,
 )
 from .model import MarketModel, MarketStep
+from .trading import TradingVenue
 
-__all__ = ["KRAKEN_PATH", "SimServer", "build_model"]
+__all__ = ["KRAKEN_PATH", "WS_API_PATH", "SimServer", "build_model"]
 
 #: Where the Kraken v2 protocol is served on the simulator's port.
 KRAKEN_PATH = "/v2"
+#: Where Binance's WebSocket API is served on the simulator's port.
+WS_API_PATH = "/ws-api/v3"
 
 _json = msgspec.json.Encoder()
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
+    405: "Method Not Allowed",
     429: "Too Many Requests",
     500: "Internal Server Error",
 }
@@ -111,6 +126,18 @@ class SimServer:
             list(self.model.models("binance")), update_interval_ms=settings.update_interval_ms
         )
         self.kraken = KrakenWire(list(self.model.models("kraken")))
+        self.trading = TradingVenue(self.binance.symbols, maker_fee_bps=settings.maker_fee_bps,
+                                    taker_fee_bps=settings.taker_fee_bps)
+        for acct in settings.accounts:
+            self.trading.add_account(acct.api_key, acct.secret, acct.balances, can_trade=acct.can_trade,
+                                     can_withdraw=acct.can_withdraw)
+        self.trading_api = BinanceTradingApi(
+            self.binance, self.trading,
+            RateLimits(request_weight_per_min=settings.request_weight_per_min,
+                       orders_per_10s=settings.orders_per_10s))
+        self._user_clients: set[UserDataConnection] = set()
+        self._api_runner: web.AppRunner | None = None
+        self._api_port = settings.api_port
         self.faults = FaultPlan(settings.faults)
         self.counters: Counter[str] = Counter()
         self._server: Server | None = None
@@ -134,14 +161,29 @@ class SimServer:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the listener; after this, :attr:`port` and the URLs are known."""
+        """Bind the listeners; after this, :attr:`port`, :attr:`api_port` and the URLs are known."""
         await self._bind()
+        await self._bind_api()
         self.log.info(
             "sim.listening",
             host=self.settings.host,
             port=self._port,
+            api_port=self._api_port,
             symbols=[f"{s.venue}:{s.symbol}" for s in self.settings.symbols],
+            accounts=len(self.settings.accounts),
         )
+
+    async def _bind_api(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._api_request)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self._api_port)
+        await site.start()
+        self._api_runner = runner
+        server = site._server  # the bound asyncio server: the only way to learn an ephemeral port
+        assert server is not None and isinstance(server, asyncio.base_events.Server)
+        self._api_port = server.sockets[0].getsockname()[1]
 
     async def _bind(self) -> None:
         self._server = await serve(
@@ -162,6 +204,9 @@ class SimServer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        runner, self._api_runner = self._api_runner, None
+        if runner is not None:
+            await runner.cleanup()
         server, self._server = self._server, None
         self._listening.clear()
         if server is not None:
@@ -194,6 +239,23 @@ class SimServer:
         return f"http://{self.settings.host}:{self.port}"
 
     @property
+    def api_port(self) -> int:
+        if self._api_port == 0:
+            raise RuntimeError("the simulator is not listening yet; await start() first")
+        return self._api_port
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the Binance REST API with trading (append ``/api/v3/...``; ccxt's ``public``/``private``
+        are ``api_url + "/api/v3"``)."""
+        return f"http://{self.settings.host}:{self.api_port}"
+
+    @property
+    def ws_api_url(self) -> str:
+        """URL of Binance's WebSocket API (as ``wss://ws-api.binance.com:443/ws-api/v3``)."""
+        return f"ws://{self.settings.host}:{self.port}{WS_API_PATH}"
+
+    @property
     def kraken_url(self) -> str:
         """URL of the Kraken v2 WebSocket (as ``wss://ws.kraken.com/v2``)."""
         return f"ws://{self.settings.host}:{self.port}{KRAKEN_PATH}"
@@ -223,13 +285,15 @@ class SimServer:
 
     async def clients_drained(self) -> None:
         """Wait until every connected client has been sent every frame queued so far."""
-        for client in [*self._binance_clients, *self._kraken_clients]:
+        for client in [*self._binance_clients, *self._kraken_clients, *self._user_clients]:
             await client.queue.join()
 
     def step_once(self) -> MarketStep:
         """Advance the market one step and queue its frames to every subscribed client."""
         step = self.model.step(ts_ns=self.clock.time_ns())
         self.counters["steps"] += 1
+        self.trading.after_step(step.ts_ns // 1_000_000)
+        self._publish_user_events()
         self._publish_binance(step)
         self._publish_kraken(step)
         for name, bs in self.binance.symbols.items():
@@ -425,7 +489,11 @@ class SimServer:
         assert request is not None  # the handler runs only after a completed handshake
         parts = urlsplit(request.path)
         queue: asyncio.Queue[bytes] = asyncio.Queue(self.settings.max_client_queue_frames)
-        client: BinanceConnection | KrakenConnection
+        client: BinanceConnection | KrakenConnection | UserDataConnection
+        listen_key = parts.path[len("/ws/"):] if parts.path.startswith("/ws/") else ""
+        if parts.path.rstrip("/") == WS_API_PATH or listen_key in self.trading_api.listen_keys:
+            await self._handle_user_data(ws, queue, listen_key)
+            return
         if parts.path.rstrip("/") == KRAKEN_PATH:
             client = KrakenConnection(ws, queue, connection_id=next(self._connection_ids))
             self._kraken_clients.add(client)
@@ -460,6 +528,70 @@ class SimServer:
                 await writer
             # Frames never sent still count as done, so clients_drained() does not wait on a ghost.
             client.discard_queued()
+
+    async def _handle_user_data(self, ws: ServerConnection, queue: asyncio.Queue[bytes], listen_key: str) -> None:
+        client = UserDataConnection(ws, queue)
+        if listen_key:
+            client.listen_api_key = self.trading_api.listen_keys[listen_key].api_key
+        self._user_clients.add(client)
+        self.counters["user_connections"] += 1
+        writer = asyncio.get_running_loop().create_task(self._write(client), name="sim.user-writer")
+        try:
+            async for message in ws:
+                if listen_key:
+                    continue  # a listen key stream only sends
+                result = self.trading_api.ws_api(message, now_ms=self.clock.time_ns() // 1_000_000)
+                if result.subscribe is not None and result.subscription_id is not None:
+                    client.subscriptions[result.subscription_id] = result.subscribe.api_key
+                elif result.unsubscribe is not None:
+                    if result.unsubscribe < 0:
+                        client.subscriptions.clear()
+                    else:
+                        client.subscriptions.pop(result.unsubscribe, None)
+                self._put(client, [result.frame])
+        except ConnectionClosed:
+            pass
+        finally:
+            self._user_clients.discard(client)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            client.discard_queued()
+
+    def _publish_user_events(self) -> None:
+        """Send the trading venue's pending user data events to the accounts' subscribers."""
+        events = self.trading.take_events()
+        if not events or not self._user_clients:
+            return
+        for client in list(self._user_clients):
+            if client.closing:
+                continue
+            frames: list[bytes] = []
+            for event in events:
+                if client.listen_api_key == event.api_key:
+                    frames.append(_json.encode(event.payload))
+                for sid, api_key in client.subscriptions.items():
+                    if api_key == event.api_key:
+                        frames.append(_json.encode({"subscriptionId": sid, "event": event.payload}))
+            if frames:
+                self._put(client, frames)
+
+    async def _api_request(self, request: web.Request) -> web.StreamResponse:
+        """The trading REST API (aiohttp handler): answer, publish user data events, then reply."""
+        body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        now_ms = self.clock.time_ns() // 1_000_000
+        self.counters["api_requests"] += 1
+        peer = request.remote or "127.0.0.1"
+        answer = self.trading_api.rest(request.method, request.path_qs, body, request.headers, now_ms=now_ms,
+                                       client=peer)
+        self._publish_user_events()
+        if (request.method == "POST" and request.path.rstrip("/") == "/api/v3/order" and answer.status == 200
+                and self.faults.fires(FaultKind.ORDER_TIMEOUT)):
+            # The order exists (and its user data events are out); only this answer is late.
+            self._fault_log(FaultKind.ORDER_TIMEOUT, delay_ms=self.settings.faults.order_timeout_ms)
+            await self.clock.sleep(self.settings.faults.order_timeout_ms / 1000)
+        headers = {"Content-Type": "application/json;charset=UTF-8", **dict(answer.headers)}
+        return web.Response(status=answer.status, body=answer.body, headers=headers)
 
     async def _write(self, client: Connection) -> None:
         ws = client.ws
@@ -588,7 +720,7 @@ class SimServer:
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         path = parts.path
-        if path in ("/stream", "/ws") or path.startswith("/ws/") or path.rstrip("/") == KRAKEN_PATH:
+        if (path in ("/stream", "/ws") or path.startswith("/ws/") or path.rstrip("/") in (KRAKEN_PATH, WS_API_PATH)):
             return None  # a WebSocket handshake; websockets answers 426 if it is not an upgrade
         self.counters["rest_requests"] += 1
         now_ms = self.clock.time_ns() // 1_000_000
