@@ -53,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deltas", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--breakdown", action="store_true", help="also time each kind of signal on its own")
     args = ap.parse_args()
 
     snap_frame, frames = generate_frames(args.deltas)
@@ -64,9 +65,9 @@ def main() -> None:
         for i, d in enumerate(deltas)
     ]
 
-    def run(read_all: bool) -> float:
+    def run(read_all: bool, specs: list[SignalSpec] = ALL_SIGNALS) -> float:
         book, snap = make_book(snap_frame)
-        signals = SignalSet(book, ALL_SIGNALS)
+        signals = SignalSet(book, specs)
         signals.on_snapshot(snap)
         apply = book.apply_delta
         on_delta = signals.on_delta
@@ -98,6 +99,16 @@ def main() -> None:
           f"({quiet / len(deltas) * 1e6:.2f} us per delta)")
     print(f"book apply + signal updates + read all {len(ALL_SIGNALS)} values per delta: "
           f"{level_updates / loud / 1e6:.2f} M level updates/s ({loud / len(deltas) * 1e6:.2f} us per delta)")
+    if args.breakdown:
+        groups: dict[str, list[SignalSpec]] = {"book only (no signals)": []}
+        for spec in ALL_SIGNALS:
+            groups.setdefault(type(spec).__name__, []).append(spec)
+        base = min(run(False, []) for _ in range(args.repeat)) / len(deltas) * 1e6
+        print("cost per delta by kind of signal (book apply included in each row; + is over book only):")
+        for label, specs in groups.items():
+            t = min(run(False, specs) for _ in range(args.repeat)) / len(deltas) * 1e6
+            names = ", ".join(sp.name for sp in specs) or "-"
+            print(f"  {label:22s} {t:6.2f} us  (+{t - base:5.2f})  {names}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
-from operator import mul, sub
+from operator import itemgetter, mul, sub
 from typing import Literal
 
 from .book import DepthTracker, L2Book
@@ -269,10 +269,23 @@ class _RollingSum:
             self._since_resum = 0
 
     def push(self, now_ns: int, value: float) -> None:
-        """``add`` then ``expire``: one event's term, with the window moved to ``now_ns``."""
-        self.add(now_ns, value)
-        if self.max_age_ns is not None:
-            self.expire(now_ns)
+        """``add`` then ``expire`` in one call: one event's term, with the window moved to ``now_ns``."""
+        terms = self.terms
+        terms.append((now_ns, value))
+        total = self.total + value
+        if self.max_count is not None:
+            if len(terms) > self.max_count:
+                total -= terms.popleft()[1]
+        elif self.max_age_ns is not None:
+            cutoff = now_ns - self.max_age_ns
+            # The term just added is younger than the cutoff, so the loop stops before emptying.
+            while terms[0][0] <= cutoff:
+                total -= terms.popleft()[1]
+        self._since_resum += 1
+        if self._since_resum > len(terms) + 16:
+            total = math.fsum(v for _, v in terms)
+            self._since_resum = 0
+        self.total = total
 
     def expire(self, now_ns: int) -> None:
         """Drop terms that are ``max_age_ns`` old or older (no-op for count windows)."""
@@ -491,7 +504,7 @@ class SignalSet:
         if ofi_event and self._ofi:
             # Cont, Kukanov and Stoikov (2014), eq. (4); see OrderFlowImbalance.
             qb = bsz[pb]
-            qa = asz[ap[-1]]
+            qa = asz[ap[-1]]  # asks are keyed by negated price
             prev = self._prev
             e = 0.0
             if prev is not None:
@@ -514,8 +527,10 @@ class SignalSet:
         if top:
             bt = bp[-top:]
             at = ap[-top:]
-            bs = list(map(bsz.__getitem__, bt))
-            as_ = list(map(asz.__getitem__, at))
+            # itemgetter(*keys)(d) looks all keys up in one C call (a third cheaper than a map);
+            # with a single key it returns the value itself, hence the guard.
+            bs = itemgetter(*bt)(bsz) if len(bt) > 1 else (bsz[bt[0]],)
+            as_ = itemgetter(*at)(asz) if len(at) > 1 else (asz[at[0]],)
             for name, n in self._imbalances:
                 qb = sum(bs[-n:])
                 qa = sum(as_[-n:])
@@ -527,20 +542,22 @@ class SignalSet:
                 wa: float = sum(map(mul, weights[n - na :], as_[-na:]))
                 vals[name] = (wb - wa) / (wb + wa)
             for name, n, k_bps, bid_w, ask_w in self._bps_weighted:
+                btn = bt[-n:]
+                atn = at[-n:]
                 if bid_w.ref != mid:
                     # Mid moved: every weight changes; compute the top ones in one C-level pass.
                     k = k_bps / mid
                     bid_w.reset(mid, k)
                     ask_w.reset(-mid, k)
-                    bw = list(map(math.exp, map(mul, map(sub, repeat(mid), bt[-n:]), repeat(k))))
-                    aw = list(map(math.exp, map(mul, map(sub, repeat(-mid), at[-n:]), repeat(k))))
-                    bid_w.update(zip(bt[-n:], bw, strict=True))
-                    ask_w.update(zip(at[-n:], aw, strict=True))
+                    bw = list(map(math.exp, map(mul, map(sub, repeat(mid), btn), repeat(k))))
+                    aw = list(map(math.exp, map(mul, map(sub, repeat(-mid), atn), repeat(k))))
+                    bid_w.update(zip(btn, bw, strict=True))
+                    ask_w.update(zip(atn, aw, strict=True))
                     wb = sum(map(mul, bw, bs[-n:]))
                     wa = sum(map(mul, aw, as_[-n:]))
                 else:
-                    wb = sum(map(mul, map(bid_w.__getitem__, bt[-n:]), bs[-n:]))
-                    wa = sum(map(mul, map(ask_w.__getitem__, at[-n:]), as_[-n:]))
+                    wb = sum(map(mul, map(bid_w.__getitem__, btn), bs[-n:]))
+                    wa = sum(map(mul, map(ask_w.__getitem__, atn), as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
         if self._microprices:
             qb1 = bsz[pb]
