@@ -536,10 +536,15 @@ class SignalSet:
                 qa = sum(as_[-n:])
                 vals[name] = (qb - qa) / (qb + qa)
             for name, n, weights in self._level_weighted:
-                nb = min(n, len(bs))
-                na = min(n, len(as_))
-                wb: float = sum(map(mul, weights[n - nb :], bs[-nb:]))
-                wa: float = sum(map(mul, weights[n - na :], as_[-na:]))
+                # Both sequences are best-last; zip-by-map stops at the shorter, so align their ends.
+                nb = len(bs)
+                na = len(as_)
+                if nb >= n and na >= n:
+                    wb: float = sum(map(mul, weights, bs[-n:]))
+                    wa: float = sum(map(mul, weights, as_[-n:]))
+                else:
+                    wb = sum(map(mul, weights[n - nb :] if nb < n else weights, bs[-n:]))
+                    wa = sum(map(mul, weights[n - na :] if na < n else weights, as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
             for name, n, k_bps, bid_w, ask_w in self._bps_weighted:
                 btn = bt[-n:]
