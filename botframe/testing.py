@@ -84,7 +84,7 @@ from .plugins import PluginSystem
 from .portfolio import Portfolio
 from .risk import RiskContext, RiskGate, RiskSettings, TradingStateMachine
 from .signals import SignalSet, SignalSpec
-from .strategy import Number, PnL, Strategy, StrategyContext, StrategyRunner, StrategySettings
+from .strategy import Number, OrderRouter, PnL, Strategy, StrategyContext, StrategyRunner, StrategySettings
 from .venues import Instrument
 
 __all__ = [
@@ -373,7 +373,9 @@ class StrategyHarness(Generic[T]):
         self._hook_on_status = self.hooks.has_observers("botframe_on_feed_status")
 
         log = get_logger("botframe.strategy", strategy=self.name)
-        self.ctx = StrategyContext(self.name, self.venue, _Router(self), log)
+        #: The :class:`~botframe.strategy.OrderRouter` the strategy's context talks to.
+        self.router: OrderRouter = _Router(self)
+        self.ctx = StrategyContext(self.name, self.venue, self.router, log)
         self.strategy: T = strategy(self.settings, self.ctx)
         self.runner = StrategyRunner(self.name, self.strategy, max_errors, log,
                                      on_stopped=self._strategy_stopped, on_error=self._strategy_error)

@@ -81,7 +81,7 @@ class DepthMakerStrategy(Strategy[DepthMakerSettings]):
     def on_start(self) -> None:
         self._last_mid: dict[str, float] = {}
         self._variance: dict[str, float] = {}  # EWMA of squared mid moves per sample, bps^2
-        self._pulled: set[str] = set()
+        self._quoting: set[str] = set()  # symbols with quotes out, to log when that changes
         self.ctx.set_timer("volatility", self.settings.vol_sample_ms / 1000)
 
     def sigma_bps(self, symbol: str) -> float:
@@ -110,9 +110,9 @@ class DepthMakerStrategy(Strategy[DepthMakerSettings]):
                 or min(bid_depth, ask_depth) < s.min_depth_notional:
             self._pull(symbol, "depth within the band is thin", bid_depth=bid_depth, ask_depth=ask_depth)
             return
-        if symbol in self._pulled:
-            self._pulled.discard(symbol)
-            ctx.log.info("quoting again", symbol=symbol)
+        if symbol not in self._quoting:
+            self._quoting.add(symbol)
+            ctx.log.info("quoting", symbol=symbol)
         half = min(s.base_half_spread_bps + s.vol_multiplier * self.sigma_bps(symbol), s.max_half_spread_bps) / 1e4
         position = ctx.position(symbol)
         skew = position / s.max_position * to_decimal(s.inventory_skew)
@@ -128,6 +128,6 @@ class DepthMakerStrategy(Strategy[DepthMakerSettings]):
 
     def _pull(self, symbol: str, why: str, **context: object) -> None:
         self.ctx.cancel_all(symbol)
-        if symbol not in self._pulled:
-            self._pulled.add(symbol)
+        if symbol in self._quoting:
+            self._quoting.discard(symbol)
             self.ctx.log.info("quotes pulled", symbol=symbol, why=why, **context)
