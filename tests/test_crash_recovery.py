@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sim_config import sim_trading_config
 
 from botframe.engine import Engine
 from botframe.events import Fill, OrderIntent, OrderStatus, OrderUpdate
@@ -44,7 +45,7 @@ OBSERVER = textwrap.dedent('''
               f"realized={pf.realized_pnl()} fees={pf.fees()}", flush=True)
 ''')
 
-CONFIG = """
+CONFIG_HEAD = """
 duration_secs = 90
 
 [plugins]
@@ -52,36 +53,6 @@ paths = ["observer.py"]
 
 [journal]
 path = "journal.sqlite"
-
-[services.sim]
-enabled = true
-seed = {seed}
-speed = 20.0
-
-[[services.sim.symbols]]
-symbol = "BTC/USDT"
-start_price = "60000"
-tick_size = "0.01"
-lot_size = "0.00001"
-
-[venues.binance]
-symbols = ["BTC/USDT"]
-
-[strategies.imbalance]
-venue = "binance"
-symbols = ["BTC/USDT"]
-entry_threshold = 0.2
-exit_threshold = 0.05
-order_qty = "0.01"
-max_position = "0.03"
-cooldown_ms = 0
-
-[executors.paper]
-latency_ms = 1
-report_latency_ms = 1
-
-[risk]
-stale_after_ms = 60000
 """
 
 
@@ -116,7 +87,7 @@ def test_sigkill_mid_trading_then_restart_loses_nothing_and_submits_nothing_twic
                                                                                   seed: int) -> None:
     rng = random.Random(seed)
     (tmp_path / "observer.py").write_text(OBSERVER)
-    (tmp_path / "config.toml").write_text(CONFIG.format(seed=seed))
+    (tmp_path / "config.toml").write_text(sim_trading_config(seed=seed, latency_ms=1, head=CONFIG_HEAD))
 
     printed = _run_until_fills_then_kill(tmp_path, fills_before_kill=rng.randint(2, 7))
 

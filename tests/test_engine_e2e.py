@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sim_config import sim_trading_config
+
 from botframe.engine import Engine
 from botframe.events import BookHealth, FeedStatus, Fill, OrderUpdate
 from botframe.hookspecs import hookimpl
@@ -18,42 +20,12 @@ from botframe.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG = """
+CONFIG = sim_trading_config(seed=7, latency_ms=0, head="""
 duration_secs = 120          # a safety cap only: the test plugin stops the run after enough fills
 
 [journal]
 path = "journal.sqlite"
-
-[services.sim]
-enabled = true
-seed = 7
-speed = 20.0                 # twenty simulated steps per real update interval
-
-[[services.sim.symbols]]
-symbol = "BTC/USDT"
-start_price = "60000"
-tick_size = "0.01"
-lot_size = "0.00001"
-
-[venues.binance]
-symbols = ["BTC/USDT"]
-
-[strategies.imbalance]
-venue = "binance"
-symbols = ["BTC/USDT"]
-entry_threshold = 0.2
-exit_threshold = 0.05
-order_qty = "0.01"
-max_position = "0.03"
-cooldown_ms = 0
-
-[executors.paper]
-latency_ms = 0
-report_latency_ms = 0
-
-[risk]
-stale_after_ms = 60000
-"""
+""")
 
 
 class StopAfterFills:
