@@ -25,7 +25,8 @@ How it follows the engine (``botframe/engine.py``), and where it differs on purp
 * a book event is applied to the book, then the signals, then the strategy sees it (``on_book``, only
   while the book is LIVE), then the paper venue (which may fill resting orders);
 * a snapshot fed to a book that is not LIVE makes it LIVE (a venue does that once it is in sync) and
-  the strategy sees that snapshot; ``set_health`` moves a book's health explicitly;
+  the strategy sees that snapshot; ``set_health`` moves a book's health explicitly; a crossed book
+  goes to RESYNCING unseen, as the engine has its venue re-sync it;
 * order updates and fills reported while a callback runs, risk denials included, are delivered right
   after it returns; observation hooks (``botframe_on_fill`` ...) of the plugins you pass are called;
 * time moves only with the clock: ``feed`` moves it to an event's timestamp when that is later, and
@@ -525,20 +526,26 @@ class StrategyHarness(Generic[T]):
             self._dispatch(self.runner.trade, event)
             self._paper(self.fill_engine.on_trade(event, now))
         else:
+            book = slot.book
             if isinstance(event, BookSnapshot):
-                slot.book.apply_snapshot(event)
+                book.apply_snapshot(event)
+            else:
+                book.apply_delta(event)
+            if book.is_crossed():
+                # A crossed book is a wrong book: nobody reads it until a snapshot re-syncs it.
+                self._move_health(slot, BookHealth.RESYNCING, HealthReason.CROSSED, "crossed book")
+            else:
                 if slot.signals is not None:
-                    slot.signals.on_snapshot(event)
-                if not slot.book.is_live:
-                    if slot.book.health is BookHealth.CONNECTING:
+                    if isinstance(event, BookSnapshot):
+                        slot.signals.on_snapshot(event)
+                    else:
+                        slot.signals.on_delta(event)
+                if isinstance(event, BookSnapshot) and not book.is_live:
+                    if book.health is BookHealth.CONNECTING:
                         self._move_health(slot, BookHealth.SYNCING, HealthReason.SUBSCRIBED)
                     self._move_health(slot, BookHealth.LIVE, HealthReason.SNAPSHOT)
-            else:
-                slot.book.apply_delta(event)
-                if slot.signals is not None:
-                    slot.signals.on_delta(event)
-            if slot.book.is_live:
-                self._dispatch(self.runner.book, slot.book)
+                if book.is_live:
+                    self._dispatch(self.runner.book, book)
             self._paper(self.fill_engine.on_book(event, now))
         self._raise_errors()
 

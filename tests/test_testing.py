@@ -323,3 +323,15 @@ def test_instruments_of_the_simulated_market_carry_the_simulator_rules() -> None
 
     assert [(i.symbol, i.tick_size, i.lot_size) for i in market.instruments] == [("BTC/USDT", "0.5", "0.1")]
     assert isinstance(first, BookSnapshot) and all(p % 0.5 == 0 for p, _ in first.bids)
+
+
+def test_a_crossed_book_is_not_shown_to_the_strategy_and_goes_to_resyncing() -> None:
+    h = StrategyHarness(BuyOnce)
+    h.feed(book("BTC/USDT", bids=[(100, 1)], asks=[(101, 1)]))
+    h.ctx.cancel_all()
+
+    h.feed(delta("BTC/USDT", bids=[(102, 1)]))
+
+    assert h.book("BTC/USDT").health is BookHealth.RESYNCING
+    assert h.statuses[-1].reason is HealthReason.CROSSED
+    assert len(h.intents) == 1  # only the order of the first, uncrossed book
