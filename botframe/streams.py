@@ -76,6 +76,7 @@ __all__ = [
     "close_code",
     "parse_retry_after",
     "retry_after_secs",
+    "retry_cause",
 ]
 
 _log = structlog.get_logger("botframe.streams")
@@ -184,6 +185,36 @@ def classify(error: BaseException | int) -> Disposition:
     return Disposition.FATAL
 
 
+def _error_status(error: BaseException) -> int | None:
+    if isinstance(error, HttpStatusError | aiohttp.ClientResponseError):
+        return error.status
+    if isinstance(error, InvalidStatus):
+        return error.response.status_code
+    return None
+
+
+def retry_cause(error: BaseException) -> str:
+    """A short name for why a retryable request failed, for counters.
+
+    ``rate_limited`` (429, and 418: Binance's ban after ignoring 429s), ``server_error`` (5xx),
+    ``timeout``, ``connection`` (refused, reset, closed mid-answer), ``http_<status>`` for other
+    retryable statuses (408, 425), or ``other``.
+    """
+    status = _error_status(error)
+    if status is not None:
+        if status in (418, 429):
+            return "rate_limited"
+        if status >= 500:
+            return "server_error"
+        return f"http_{status}"
+    # Before OSError: aiohttp's timeout errors are connection errors too.
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, OSError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | InvalidMessage):
+        return "connection"
+    return "other"
+
+
 def parse_retry_after(value: str | None, now_epoch_secs: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/bad."""
     if not value:
@@ -235,6 +266,8 @@ class StreamCounters:
     parse_errors: int = 0  # counted by the venue's parser, which knows what a bad frame is
     handler_errors: int = 0  # the message callback raised (a bug: logged, the frame skipped)
     stale_timeouts: int = 0
+    closed_by_peer: int = 0  # ended by the server's close frame (a drop, a restart: 1000, 1001, 1012...)
+    connection_lost: int = 0  # ended with no close frame either way (TCP reset or EOF: 1006), not by us
     last_close_code: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -345,6 +378,7 @@ class ResilientWebSocket:
                 self.counters.last_close_code = close_code(error)
             if connected_at_ns is not None:
                 self.counters.disconnects += 1
+                self._count_cause(error)
                 if self._on_disconnect is not None:
                     self._on_disconnect(error)
                 if self._clock.monotonic_ns() - connected_at_ns >= reset_after_ns:
@@ -365,6 +399,15 @@ class ResilientWebSocket:
                 reconnects=self.counters.reconnects,
             )
             await self._clock.sleep(delay)
+
+    def _count_cause(self, error: BaseException) -> None:
+        # Who ended it: the peer's close frame, or nobody (the TCP connection just went away). Ours (the
+        # watchdog, a keepalive timeout) are counted where they happen.
+        if isinstance(error, ConnectionClosed):
+            if error.rcvd is not None:
+                self.counters.closed_by_peer += 1
+            elif error.sent is None:
+                self.counters.connection_lost += 1
 
     def _on_opened(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -480,9 +523,18 @@ class RestClient:
             self._session = None
 
     async def get(
-        self, url: str, params: Mapping[str, str | int] | None = None, *, max_attempts: int | None = -1
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        max_attempts: int | None = -1,
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> bytes:
-        """The body of ``GET url?params``; ``max_attempts`` overrides the client's (-1: keep it)."""
+        """The body of ``GET url?params``; ``max_attempts`` overrides the client's (-1: keep it).
+
+        ``on_retry(error)`` is called for each failure that will be retried (before the delay), so the
+        caller can count them by :func:`retry_cause`.
+        """
         session = self._session
         if session is None:
             raise RuntimeError("RestClient is not open; use 'async with RestClient(...)'")
@@ -515,6 +567,8 @@ class RestClient:
                 if server_wait is not None and server_wait > delay:
                     delay = server_wait
                 self.retries += 1
+                if on_retry is not None:
+                    on_retry(exc)
                 self._log.warning(
                     "REST request failed; retrying",
                     url=url,

@@ -39,6 +39,7 @@ from botframe.streams import (
     close_code,
     parse_retry_after,
     retry_after_secs,
+    retry_cause,
 )
 
 pytestmark = pytest.mark.timeout(20)
@@ -287,6 +288,31 @@ async def test_reconnect_after_server_close_resubscribes(frames_then_close: tupl
     assert isinstance(disconnects[0], ConnectionClosedError)
 
 
+@pytest.mark.parametrize("abrupt", [False, True])
+async def test_disconnects_are_counted_by_who_ended_them(abrupt: bool) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("hello")
+        if abrupt:
+            ws.transport.abort()  # TCP gone, no close frame
+        else:
+            await ws.close(1000, "bye")
+
+    server, url = await start_server(handler)
+    done = asyncio.Event()
+    client = ResilientWebSocket(url, on_message=lambda f: None, on_disconnect=lambda e: done.set(),
+                                clock=LiveClock(), backoff_settings=FAST)
+    try:
+        await run_until(client, done)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert client.counters.disconnects >= 1
+    assert client.counters.closed_by_peer == (0 if abrupt else client.counters.disconnects)
+    assert client.counters.connection_lost == (client.counters.disconnects if abrupt else 0)
+    assert client.counters.last_close_code == (1006 if abrupt else 1000)
+
+
 async def test_fatal_close_code_stops_the_client() -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.close(1003, "unsupported data")
@@ -451,6 +477,7 @@ async def test_watchdog_replaces_a_connection_that_went_silent() -> None:
 
     assert healthy_timeouts == 0
     assert isinstance(disconnects[0], StaleStreamError)
+    assert client.counters.connection_lost == 0  # our own abort is counted as a stale timeout only
 
 
 async def test_handler_exception_is_counted_and_the_next_frame_still_arrives(
@@ -575,6 +602,35 @@ async def test_rest_get_times_out_and_retries(rest_server: tuple[str, Answers]) 
             await rest.get(f"{base}/hang")
 
     assert rest.requests == 2
+
+
+async def test_rest_get_reports_each_retry_with_its_cause(rest_server: tuple[str, Answers]) -> None:
+    base, answers = rest_server
+    answers["/depth"] = [(429, b"", {}), (500, b"", {}), (200, b"{}", {})]
+    causes: list[str] = []
+
+    async with RestClient(clock=SimulatedClock(), backoff_settings=FAST) as rest:
+        await rest.get(f"{base}/depth", on_retry=lambda error: causes.append(retry_cause(error)))
+
+    assert causes == ["rate_limited", "server_error"]
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (HttpStatusError(429, "u"), "rate_limited"),
+        (http_status(418), "rate_limited"),
+        (HttpStatusError(503, "u"), "server_error"),
+        (HttpStatusError(408, "u"), "http_408"),
+        (TimeoutError(), "timeout"),
+        (aiohttp.ServerTimeoutError(), "timeout"),
+        (ConnectionRefusedError(), "connection"),
+        (aiohttp.ServerDisconnectedError(), "connection"),
+        (ValueError("bug"), "other"),
+    ],
+)
+def test_retry_cause_names_why_a_request_failed(error: BaseException, cause: str) -> None:
+    assert retry_cause(error) == cause
 
 
 async def test_rest_get_outside_async_with_raises() -> None:
