@@ -12,6 +12,13 @@ first 200 characters, counted (``parse_errors``) and skipped; if it named a dept
 book resyncs, because a lost diff makes it unprovable.
 
 Every reconnect sends every book of that connection back to SYNCING and through the full procedure.
+
+Besides the books' health, the client counts through ``VenueContext.count``: ``parse_errors``, ``gaps``,
+``snapshot_requests``, ``snapshot_retries`` and ``snapshot_retries_<cause>`` (``rate_limited``,
+``server_error``, ``timeout``, ``connection``: see ``botframe.streams.retry_cause``),
+``snapshot_fetches_abandoned`` (a newer resync or a reconnect made a fetch in flight moot), and each
+connection's ``reconnects``, ``stale_timeouts``, ``closed_by_peer``, ``connection_lost``. Per-book sync
+counters (snapshots too old, diffs ignored as already applied...) are in :meth:`book_counters`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from botframe.streams import (
     StreamCounters,
     StreamFatalError,
     backoff,
+    retry_cause,
 )
 from botframe.venues import Instrument, VenueContext
 
@@ -49,7 +57,7 @@ from .parsing import (
     frame_stream_name,
     trade,
 )
-from .sync import BookSync, HealthChange, NeedSnapshot, SyncRules
+from .sync import BookSync, HealthChange, NeedSnapshot, SyncCounters, SyncRules
 
 __all__ = ["BinanceDataClient", "stream_url"]
 
@@ -127,6 +135,10 @@ class BinanceDataClient:
     def stream_counters(self) -> list[StreamCounters]:
         """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
         return [c.stream.counters for c in self._connections if c.stream is not None]
+
+    def book_counters(self) -> dict[str, SyncCounters]:
+        """Per symbol: gaps, resyncs, snapshots requested/applied/too old, diffs ignored as already applied..."""
+        return {feed.instrument.symbol: feed.sync.counters for feed in self._feeds.values()}
 
     def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
         """Re-sync one book from a fresh snapshot (the engine found it crossed)."""
@@ -257,7 +269,8 @@ class BinanceDataClient:
         if conn.stream is None:
             return
         current = conn.stream.counters.as_dict()
-        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors"):
+        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors", "closed_by_peer",
+                     "connection_lost"):
             delta = current[name] - conn.flushed.get(name, 0)
             if delta:
                 self.context.count(name, n=delta)
@@ -345,9 +358,18 @@ class BinanceDataClient:
         task.add_done_callback(self._tasks.discard)
 
     def _cancel_snapshot(self, feed: _SymbolFeed) -> None:
-        if feed.snapshot_task is not None:
-            feed.snapshot_task.cancel()
+        task = feed.snapshot_task
+        if task is not None:
+            if not task.done():
+                # A newer request or a reconnect made it moot; counted, since churn here keeps a book out.
+                self.context.count("snapshot_fetches_abandoned", feed.instrument.symbol)
+            task.cancel()
             feed.snapshot_task = None
+
+    def _on_snapshot_retry(self, symbol: str, error: BaseException) -> None:
+        # REST retries are otherwise invisible: a book stuck behind 429s or timeouts must show why.
+        self.context.count("snapshot_retries", symbol)
+        self.context.count(f"snapshot_retries_{retry_cause(error)}", symbol)
 
     async def _fetch_snapshot(self, feed: _SymbolFeed, request: NeedSnapshot, delay_secs: float) -> None:
         """Fetch until a readable snapshot arrives (the REST client retries transient failures)."""
@@ -362,9 +384,10 @@ class BinanceDataClient:
         }
         if delay_secs > 0:
             await clock.sleep(delay_secs)
+        on_retry = partial(self._on_snapshot_retry, symbol)
         while True:
             try:
-                body = await rest.get(url, params)
+                body = await rest.get(url, params, on_retry=on_retry)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
