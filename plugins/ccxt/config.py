@@ -64,6 +64,7 @@ class CcxtExecutorSettings(_Common):
     lookup_delay_secs: float = Field(default=0.2, ge=0)  # between those lookups
     max_resubmits: int = Field(default=1, ge=0)  # resubmits after a lookup proved the order absent
     unknown_orders: UnknownOrderPolicy = UnknownOrderPolicy.CANCEL
+    client_order_id_prefix: str = "bf-"  # botframe's ids (botframe.orders.ClientOrderIds): fills of these are ours
     recent_fills_hours: float = Field(default=24.0, gt=0)  # how far back reconciliation reads fills
     stop_timeout_secs: float = Field(default=5.0, gt=0)  # waiting for requests in flight at stop
 

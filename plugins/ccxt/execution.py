@@ -127,6 +127,7 @@ class ReconciliationReport:
     finished_while_away: dict[str, str] = field(default_factory=dict)  # client id -> final status
     missing_at_venue: list[str] = field(default_factory=list)  # journal open orders the venue does not know
     missing_fills: int = 0  # fills at the venue the journal did not have (now reported)
+    foreign_fills: int = 0  # fills of orders not placed by botframe (another client id), left alone
     unknown_orders: dict[str, str] = field(default_factory=dict)  # venue client id -> action taken
     balances: dict[str, Decimal] = field(default_factory=dict)
     journal_positions: dict[str, Decimal] = field(default_factory=dict)
@@ -532,8 +533,10 @@ class CcxtExecutor:
             self._fills_at_reconciliation += 1
         self._context.report(fill)
         if live.reported_filled >= live.intent.quantity:
-            live.status = OrderStatus.FILLED
             live.deferred = None
+            if not live.is_terminal:
+                # The fill already moved the tracker to FILLED; the update puts the end in the journal too.
+                self._report(live, OrderStatus.FILLED)
         elif not live.is_terminal:
             live.status = OrderStatus.PARTIALLY_FILLED
         if live.deferred is not None and live.reported_filled >= live.venue_filled:
@@ -754,11 +757,14 @@ class CcxtExecutor:
                 report.differences.append(f"{symbol}: recent fills could not be read: {_scrub(str(exc))}")
                 continue
             for trade in trades:
-                owner = self._by_venue_id.get(str(trade.get("order")))
-                if owner is None:
-                    continue
                 fill_id = f"{s.exchange_id}:{trade.get('symbol') or symbol}:{trade.get('id')}"
-                if fill_id in journal_fill_ids or fill_id in owner.fill_ids:
+                if fill_id in journal_fill_ids:
+                    continue
+                order_id = str(trade.get("order") or "")
+                owner = self._by_venue_id.get(order_id)
+                if owner is None and order_id:
+                    owner = await self._owner_of(order_id, symbol, report)
+                if owner is None or fill_id in owner.fill_ids:
                     continue
                 self._on_trade(trade)
         fetching = [t for t in self._tasks if t.get_name().startswith("ccxt.trades:") and not t.done()]
@@ -783,7 +789,27 @@ class CcxtExecutor:
             missing_fills=report.missing_fills, unknown_orders=report.unknown_orders,
             differences=report.differences, balances={k: str(v) for k, v in report.balances.items()})
 
-    def _adopt(self, order: Mapping[str, Any]) -> LiveOrder:
+    async def _owner_of(self, order_id: str, symbol: str, report: ReconciliationReport) -> LiveOrder | None:
+        """The order of a fill the journal lacks: ours (botframe's client id prefix) or someone else's."""
+        try:
+            order = await self.exchange.fetch_order(order_id, symbol)
+        except Exception as exc:
+            report.differences.append(f"{symbol}: order {order_id} of an unjournaled fill could not be read: "
+                                      f"{_scrub(str(exc))}")
+            return None
+        cid = str(order.get("clientOrderId") or "")
+        if not cid.startswith(self.settings.client_order_id_prefix):
+            report.foreign_fills += 1
+            return None
+        live = self.orders.get(cid)
+        if live is None:
+            live = self._adopt(order, report_status=False)
+        elif not live.venue_order_id:
+            live.venue_order_id = order_id
+            self._by_venue_id[order_id] = live
+        return live
+
+    def _adopt(self, order: Mapping[str, Any], *, report_status: bool = True) -> LiveOrder:
         cid = str(order.get("clientOrderId") or f"venue-{order['id']}")
         price = order.get("price")
         intent = OrderIntent(
@@ -793,7 +819,12 @@ class CcxtExecutor:
             price=_dec(price) if price else None, ts_ns=self._context.clock.time_ns())
         live = LiveOrder(intent, status=OrderStatus.ACCEPTED)
         self.orders[cid] = live
-        self._on_order(order)
+        if report_status:
+            self._on_order(order)
+        else:  # a finished order of ours: only its fills matter now
+            live.venue_order_id = str(order["id"])
+            live.status = status_from_order(order) or OrderStatus.ACCEPTED
+            self._by_venue_id[live.venue_order_id] = live
         return live
 
     # -- plumbing -----------------------------------------------------------------------------------------
