@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from .venues import Instrument
 
 __all__ = [
+    "ErrorCallback",
     "Number",
     "OrderRouter",
     "PnL",
