@@ -73,7 +73,6 @@ class CcxtVenueSettings(_Common):
     """``[venues.ccxt]``: market data (books, trades) for any exchange ccxt supports, over its WebSocket."""
 
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT"])
-    venue: str = ""  # the botframe venue name of the events; "" = the registered name ("ccxt")
     book_depth: int | None = Field(default=None, ge=1)  # limit passed to watch_order_book
     trades: bool = True  # watch_trades too
     stale_after_ms: int = Field(default=30_000, ge=1)  # no book update this long: resync
