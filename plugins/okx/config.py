@@ -1,0 +1,65 @@
+"""Settings of the OKX venue (the ``[venues.okx]`` section).
+
+Real endpoints, the defaults: ``ws_url = "wss://ws.okx.com:8443/ws/v5/public"`` (the WebSocket itself; no
+path is appended) and ``rest_url = "https://www.okx.com"`` (the client reads
+``/api/v5/public/instruments?instType=..`` at start-up). ``"simulator"`` in either URL uses a simulator that
+publishes ``okx.ws`` / ``okx.rest``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from botframe.streams import BackoffSettings
+
+__all__ = ["OKX_PUBLIC_URL", "OkxSettings"]
+
+OKX_PUBLIC_URL = "wss://ws.okx.com:8443/ws/v5/public"
+
+
+class OkxSettings(BaseModel):
+    """Which OKX instruments to stream, and how to keep the connections healthy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ws_url: str = Field(default=OKX_PUBLIC_URL, description="public WebSocket URL; 'simulator' uses the simulator")
+    rest_url: str = Field(default="https://www.okx.com", description="REST base URL for the instruments")
+    symbols: list[str] = Field(
+        default_factory=lambda: ["BTC/USDT"],
+        min_length=1,
+        description="unified symbols (ccxt names: BTC/USDT spot, BTC/USDT:USDT swap, BTC/USD:BTC-220527 future)",
+    )
+    trades: bool = Field(default=True, description="also stream public trades")
+    max_symbols_per_connection: int = Field(
+        default=50, ge=1, le=500, description="more symbols than this open more connections"
+    )
+    max_requests_per_sec: float = Field(
+        default=3.0, gt=0, description="pace of subscribe/unsubscribe frames on one connection (OKX: 3/s)"
+    )
+    heartbeat_interval_secs: float = Field(
+        default=20.0, gt=0, description="send OKX's text 'ping' after this long without a frame (OKX drops at 30 s)"
+    )
+    backoff: BackoffSettings = Field(
+        default_factory=BackoffSettings, description="reconnect and REST retry delays"
+    )
+    stale_after_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="replace a connection that sent nothing, not even a pong, for this long; 0 disables",
+    )
+    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
+    ping_timeout_secs: float = Field(
+        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
+    )
+    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
+    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
+        for symbol in value:
+            if "/" not in symbol:
+                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USDT'")
+        if len(set(value)) != len(value):
+            raise ValueError("a symbol is listed twice")
+        return value
