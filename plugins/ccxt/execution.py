@@ -29,7 +29,6 @@ those the engine tracks.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from botframe.events import (
-    Fill,
     OrderIntent,
     OrderStatus,
     OrderType,
@@ -52,6 +50,7 @@ from botframe.secrets import ApiCredentials, load_credentials
 
 from .config import CcxtExecutorSettings, UnknownOrderPolicy
 from .exchange import ErrorKind, Rejection, classify_error, create_exchange, non_loopback_urls, override_urls
+from .parsing import dec, fill_from_trade, scrub, status_from_order
 
 if TYPE_CHECKING:
     from botframe.execution import ExecutorContext
@@ -62,28 +61,12 @@ __all__ = [
     "CcxtExecutor",
     "LiveOrder",
     "ReconciliationReport",
-    "fill_from_trade",
+    "build_exchange",
     "resolve_urls",
-    "status_from_order",
 ]
 
-_SIGNATURE = re.compile(r"(signature=)[0-9a-fA-F]+")
 _SIM_REST = "binance.api"
 _SIM_WS = "binance.ws"
-
-
-def _scrub(text: str) -> str:
-    """A venue message without request signatures (ccxt puts signed URLs in some messages)."""
-    return _SIGNATURE.sub(r"\1***", text)
-
-
-def _dec(value: Any) -> Decimal:
-    """A ccxt number (float, int or str) as an exact Decimal (floats through their shortest repr)."""
-    if value is None:
-        return Decimal(0)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(str(value))
 
 
 def resolve_urls(settings: CcxtExecutorSettings | Any, endpoints: Endpoints | None) -> tuple[str, str]:
@@ -137,48 +120,6 @@ class ReconciliationReport:
     def clean(self) -> bool:
         return not (self.finished_while_away or self.missing_at_venue or self.missing_fills
                     or self.unknown_orders or self.differences)
-
-
-def status_from_order(order: Mapping[str, Any]) -> OrderStatus | None:
-    """botframe's status for a ccxt order; None for a working order (fills drive PARTIALLY_FILLED/FILLED)."""
-    status = order.get("status")
-    if status == "open":
-        return OrderStatus.ACCEPTED if not order.get("filled") else None
-    if status == "closed":
-        return OrderStatus.FILLED
-    if status == "canceled":
-        return OrderStatus.CANCELLED
-    if status == "expired":
-        return OrderStatus.EXPIRED
-    if status == "rejected":
-        return OrderStatus.REJECTED
-    return None
-
-
-def fill_from_trade(trade: Mapping[str, Any], live: LiveOrder, *, exchange_id: str, quote: str, base: str,
-                    now_ns: int) -> Fill | None:
-    """A botframe fill from a ccxt trade of ``live``; None when it has no id or no quantity."""
-    trade_id = trade.get("id")
-    amount = _dec(trade.get("amount"))
-    if trade_id is None or amount <= 0:
-        return None
-    price = _dec(trade.get("price"))
-    fee_info = trade.get("fee") or {}
-    fee_cost = _dec(fee_info.get("cost"))
-    currency = fee_info.get("currency")
-    if currency == base:
-        fee = fee_cost * price  # a fee taken from the base received, valued at the fill price
-    elif currency in (quote, None):
-        fee = fee_cost
-    else:
-        fee = Decimal(0)  # paid in a third asset (e.g. BNB): not in the quote ledger
-    ts = trade.get("timestamp")
-    intent = live.intent
-    return Fill(
-        client_order_id=intent.client_order_id, venue=intent.venue, symbol=intent.symbol, side=intent.side,
-        price=price, quantity=amount, fee=fee, liquidity=str(trade.get("takerOrMaker") or "taker"),
-        fill_id=f"{exchange_id}:{trade.get('symbol') or intent.symbol}:{trade_id}",
-        ts_ns=int(ts) * 1_000_000 if ts else now_ns)
 
 
 class CcxtExecutor:
@@ -334,11 +275,11 @@ class CcxtExecutor:
                     self._auth_failed(rejection)
                 if not rejection.maybe_executed:
                     self._log.warning("order rejected", client_order_id=live.intent.client_order_id,
-                                      kind=rejection.kind.value, message=_scrub(rejection.message))
-                    self._report(live, OrderStatus.REJECTED, reason=_scrub(rejection.reason))
+                                      kind=rejection.kind.value, message=scrub(rejection.message))
+                    self._report(live, OrderStatus.REJECTED, reason=scrub(rejection.reason))
                     return
                 self._log.warning("order request lost; looking it up by client id before anything else",
-                                  client_order_id=live.intent.client_order_id, error=_scrub(rejection.message))
+                                  client_order_id=live.intent.client_order_id, error=scrub(rejection.message))
                 state, found = await self._lookup(live)
                 if state == "found" and found is not None:
                     self._count("recovered_by_lookup")
@@ -352,7 +293,7 @@ class CcxtExecutor:
                     continue
                 if state == "absent":
                     self._report(live, OrderStatus.REJECTED,
-                                 reason=_scrub(f"{rejection.reason}; not at the venue after lookups"))
+                                 reason=scrub(f"{rejection.reason}; not at the venue after lookups"))
                     return
                 live.lost = True
                 self._count("lost")
@@ -438,11 +379,11 @@ class CcxtExecutor:
 
     def _refuse_cancel(self, live: LiveOrder, rejection: Rejection) -> None:
         self._log.warning("cancel refused", client_order_id=live.intent.client_order_id,
-                          kind=rejection.kind.value, message=_scrub(rejection.message))
+                          kind=rejection.kind.value, message=scrub(rejection.message))
         live.cancel_requested = False
         if not live.is_terminal:
             status = OrderStatus.PARTIALLY_FILLED if live.reported_filled else OrderStatus.ACCEPTED
-            self._report(live, status, reason=_scrub(f"cancel refused: {rejection.reason}"))
+            self._report(live, status, reason=scrub(f"cancel refused: {rejection.reason}"))
 
     async def _replace(self, old: LiveOrder, new: LiveOrder) -> None:
         cancelled = await self._cancel(old)
@@ -457,7 +398,7 @@ class CcxtExecutor:
         if self._auth_failure is None:
             self._auth_failure = rejection
             self._log.error("the venue refused our API key; no more orders will be sent until restart",
-                            message=_scrub(rejection.message))
+                            message=scrub(rejection.message))
 
     # -- updates ----------------------------------------------------------------------------------------
 
@@ -485,7 +426,7 @@ class CcxtExecutor:
             for trade in self._orphan_trades.pop(live.venue_order_id, []):
                 self._on_trade(trade)
         live.lost = False
-        filled = _dec(order.get("filled"))
+        filled = dec(order.get("filled"))
         if filled > live.venue_filled:
             live.venue_filled = filled
         if live.is_terminal:
@@ -575,7 +516,7 @@ class CcxtExecutor:
             trades = await self.exchange.fetch_my_trades(symbol, since)
         except Exception as exc:
             self._count("trade_fetch_errors")
-            self._log.warning("fetching recent fills failed", symbol=symbol, error=_scrub(str(exc)))
+            self._log.warning("fetching recent fills failed", symbol=symbol, error=scrub(str(exc)))
             return
         for trade in trades:
             self._on_trade(trade)
@@ -594,7 +535,7 @@ class CcxtExecutor:
             self._ws_ok = True
         except Exception as exc:
             self._count("stream_auth_errors")
-            self._log.warning("user data stream not available; polling instead", error=_scrub(str(exc)))
+            self._log.warning("user data stream not available; polling instead", error=scrub(str(exc)))
 
     async def _watch(self, what: str) -> None:
         delay = 0.5
@@ -615,7 +556,7 @@ class CcxtExecutor:
                 self._count(f"watch_{what}_errors")
                 rejection = classify_error(exc)
                 self._log.warning("user data stream failed; polling until it is back", stream=what,
-                                  error=_scrub(rejection.message))
+                                  error=scrub(rejection.message))
                 if rejection.kind is ErrorKind.AUTH_FAILED:
                     self._auth_failed(rejection)
                     return
@@ -634,7 +575,7 @@ class CcxtExecutor:
                 raise
             except Exception as exc:
                 self._count("poll_errors")
-                self._log.warning("polling the venue failed", error=_scrub(str(exc)))
+                self._log.warning("polling the venue failed", error=scrub(str(exc)))
 
     async def _poll_once(self) -> None:
         symbols: set[str] = set()
@@ -666,7 +607,7 @@ class CcxtExecutor:
         try:
             venue_open = await self.exchange.fetch_open_orders()
         except Exception as exc:
-            self._log.error("halt: listing open orders on the venue failed", error=_scrub(str(exc)))
+            self._log.error("halt: listing open orders on the venue failed", error=scrub(str(exc)))
             return
         self._log.warning("halt: cancelling every open order on the venue", open_orders=len(venue_open))
         for order in venue_open:
@@ -680,7 +621,7 @@ class CcxtExecutor:
                 await self.exchange.cancel_order(order["id"], order["symbol"])
                 self._count("halt_cancelled_unknown")
             except Exception as exc:
-                self._log.error("halt: cancel failed", venue_order_id=order.get("id"), error=_scrub(str(exc)))
+                self._log.error("halt: cancel failed", venue_order_id=order.get("id"), error=scrub(str(exc)))
 
     # -- reconciliation ---------------------------------------------------------------------------------
 
@@ -703,7 +644,7 @@ class CcxtExecutor:
         venue_open = await ex.fetch_open_orders()
         report.venue_open_orders = len(venue_open)
         balance = await ex.fetch_balance()
-        report.balances = {asset: _dec(total) for asset, total in (balance.get("total") or {}).items() if total}
+        report.balances = {asset: dec(total) for asset, total in (balance.get("total") or {}).items() if total}
         symbols = set(s.symbols) | {u.symbol for u in journal_open.values()}
         if journal is not None:
             symbols |= {f.symbol for f in journal.fills}
@@ -742,7 +683,7 @@ class CcxtExecutor:
                     await ex.cancel_order(order["id"], order["symbol"])
                     report.unknown_orders[cid or str(order["id"])] = f"cancelled ({label})"
                 except Exception as exc:
-                    report.unknown_orders[cid or str(order["id"])] = f"cancel failed: {_scrub(str(exc))}"
+                    report.unknown_orders[cid or str(order["id"])] = f"cancel failed: {scrub(str(exc))}"
             elif action is UnknownOrderPolicy.ADOPT:
                 live = self._adopt(order)
                 report.unknown_orders[live.intent.client_order_id] = f"adopted ({label})"
@@ -754,7 +695,7 @@ class CcxtExecutor:
             try:
                 trades = await ex.fetch_my_trades(symbol, since)
             except Exception as exc:
-                report.differences.append(f"{symbol}: recent fills could not be read: {_scrub(str(exc))}")
+                report.differences.append(f"{symbol}: recent fills could not be read: {scrub(str(exc))}")
                 continue
             for trade in trades:
                 fill_id = f"{s.exchange_id}:{trade.get('symbol') or symbol}:{trade.get('id')}"
@@ -795,7 +736,7 @@ class CcxtExecutor:
             order = await self.exchange.fetch_order(order_id, symbol)
         except Exception as exc:
             report.differences.append(f"{symbol}: order {order_id} of an unjournaled fill could not be read: "
-                                      f"{_scrub(str(exc))}")
+                                      f"{scrub(str(exc))}")
             return None
         cid = str(order.get("clientOrderId") or "")
         if not cid.startswith(self.settings.client_order_id_prefix):
@@ -814,9 +755,9 @@ class CcxtExecutor:
         price = order.get("price")
         intent = OrderIntent(
             client_order_id=cid, strategy="", venue=self.settings.venue, symbol=str(order["symbol"]),
-            side=Side.BUY if order.get("side") == "buy" else Side.SELL, quantity=_dec(order.get("amount")),
+            side=Side.BUY if order.get("side") == "buy" else Side.SELL, quantity=dec(order.get("amount")),
             order_type=OrderType.MARKET if order.get("type") == "market" else OrderType.LIMIT,
-            price=_dec(price) if price else None, ts_ns=self._context.clock.time_ns())
+            price=dec(price) if price else None, ts_ns=self._context.clock.time_ns())
         live = LiveOrder(intent, status=OrderStatus.ACCEPTED)
         self.orders[cid] = live
         if report_status:
@@ -840,7 +781,7 @@ class CcxtExecutor:
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             self._count("task_errors")
-            self._log.error("executor task failed", task=task.get_name(), error=_scrub(repr(exc)))
+            self._log.error("executor task failed", task=task.get_name(), error=scrub(repr(exc)))
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
