@@ -289,3 +289,76 @@ async def test_paper_and_live_fills_of_the_same_strategy_over_the_same_market_ar
     assert abs(paper_fee - live_fee) < Decimal("0.01")
     # The taker only takes; the maker's post-only quotes only rest.
     assert {f.liquidity for f in live} == ({"taker"} if STRATEGY == "imbalance" else {"maker"})
+
+
+def test_botframe_run_live_as_a_subprocess_trades_on_the_simulator_and_never_prints_the_key(
+        tmp_path: Path) -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    registered = any(ep.name == "ccxt" for ep in importlib.metadata.entry_points(group="botframe"))
+    paths = "[]" if registered else '["botframe_plugins.ccxt.plugin"]'
+    (tmp_path / "config.toml").write_text(f"""
+mode = "live"
+executor = "ccxt"
+duration_secs = 4
+
+[plugins]
+paths = {paths}
+
+[journal]
+path = "journal.sqlite"
+
+[portfolio]
+starting_cash = {{ USDT = "{START_USDT}" }}
+
+[services.sim]
+enabled = true
+seed = 5
+speed = 20.0
+
+[[services.sim.symbols]]
+symbol = "BTC/USDT"
+start_price = "60000"
+tick_size = "0.01"
+lot_size = "0.00001"
+
+[[services.sim.accounts]]
+api_key = "{KEY}"
+secret = "{SECRET}"
+balances = {{ USDT = "{START_USDT}", BTC = "{START_BTC}" }}
+
+[venues.binance]
+symbols = ["BTC/USDT"]
+
+[strategies.imbalance]
+venue = "binance"
+symbols = ["BTC/USDT"]
+entry_threshold = 0.2
+exit_threshold = 0.05
+order_qty = "0.01"
+max_position = "0.03"
+cooldown_ms = 200
+
+[executors.ccxt]
+exchange_id = "binance"
+rest_url = "simulator"
+ws_url = "simulator"
+symbols = ["BTC/USDT"]
+
+[risk]
+stale_after_ms = 60000
+""")
+    env = {**os.environ, "BOTFRAME_CCXT_API_KEY": KEY, "BOTFRAME_CCXT_SECRET": SECRET}
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "botframe.cli", "run", "config.toml", "--live", "--log-level", "debug"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "botframe run summary" in proc.stdout
+    assert "live executor started" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    for secret in (KEY, SECRET):
+        assert secret not in proc.stdout and secret not in proc.stderr
