@@ -190,7 +190,8 @@ class Engine:
         self._order_strategy: dict[str, str] = {}
         self._timers: list[tuple[int, str, str, int]] = []  # (due_ns, strategy, name, interval_ns)
         self._dispatch_depth = 0
-        self._pending: list[OrderUpdate | Fill] = []
+        # Reports waiting for the running strategy callback to return: (event, from an executor).
+        self._pending: list[tuple[OrderUpdate | Fill, bool]] = []
         self._started_ns = 0
         self._health_at_stop: dict[tuple[str, str], BookHealth] = {}
         self._fills = 0
@@ -395,8 +396,14 @@ class Engine:
     def _on_feed_status(self, ev: FeedStatus) -> None:
         slot = self.slots.get((ev.venue, ev.symbol))
         if slot is not None:
-            for runner in slot.runners:
-                runner.feed_status(ev)
+            self._dispatch_depth += 1
+            try:
+                for runner in slot.runners:
+                    runner.feed_status(ev)
+            finally:
+                self._dispatch_depth -= 1
+            if self._pending and not self._dispatch_depth:
+                self._deliver_pending()
             if ev.health is BookHealth.LIVE:
                 self._dispatch_book(slot)  # the book strategies could not see until now
         if self._hook_on_status:
@@ -451,12 +458,16 @@ class Engine:
         denials = self.gate.check(intent)
         if denials:
             reason = "; ".join(f"{d.check}: {d.reason}" for d in denials)
-            runner = self._runners.get(intent.strategy)
-            if runner is not None:
-                runner.order_update(OrderUpdate(
-                    client_order_id=intent.client_order_id, venue=intent.venue, symbol=intent.symbol,
-                    status=OrderStatus.REJECTED, side=intent.side, quantity=intent.quantity,
-                    price=intent.price, reason=f"denied by risk: {reason}", ts_ns=intent.ts_ns))
+            self._order_strategy[intent.client_order_id] = intent.strategy
+            rejected = OrderUpdate(
+                client_order_id=intent.client_order_id, venue=intent.venue, symbol=intent.symbol,
+                status=OrderStatus.REJECTED, side=intent.side, quantity=intent.quantity,
+                price=intent.price, reason=f"denied by risk: {reason}", ts_ns=intent.ts_ns)
+            # Like every report: never delivered inside the strategy's own buy()/sell().
+            if self._dispatch_depth:
+                self._pending.append((rejected, False))
+            else:
+                self._deliver(rejected, from_executor=False)
             return False
         self.orders.add(intent)
         self._order_strategy[intent.client_order_id] = intent.strategy
@@ -534,28 +545,29 @@ class Engine:
                 self._orders_closed.set()
         self.bus.publish(event)
         if self._dispatch_depth:
-            self._pending.append(event)
+            self._pending.append((event, True))
         else:
             self._deliver(event)
 
     def _deliver_pending(self) -> None:
         pending, self._pending = self._pending, []
-        for event in pending:
-            self._deliver(event)
+        for event, from_executor in pending:
+            self._deliver(event, from_executor=from_executor)
 
-    def _deliver(self, event: OrderUpdate | Fill) -> None:
+    def _deliver(self, event: OrderUpdate | Fill, *, from_executor: bool = True) -> None:
+        """Hand a report to its strategy, and (executor reports only) to the observation hooks."""
         runner = self._runners.get(self._order_strategy.get(event.client_order_id, ""))
         self._dispatch_depth += 1
         try:
             if isinstance(event, Fill):
                 if runner is not None:
                     runner.fill(event)
-                if self._hook_on_fill:
+                if self._hook_on_fill and from_executor:
                     self.hooks.on_fill(event)
             else:
                 if runner is not None:
                     runner.order_update(event)
-                if self._hook_on_update:
+                if self._hook_on_update and from_executor:
                     self.hooks.on_order_update(event)
         finally:
             self._dispatch_depth -= 1
@@ -703,7 +715,10 @@ class Engine:
                 next_risk_ns = now + _RISK_EVAL_INTERVAL_NS
             while self._timers and self._timers[0][0] <= now:
                 due, strategy, name, interval = heapq.heappop(self._timers)
-                heapq.heappush(self._timers, (max(due + interval, now), strategy, name, interval))
+                next_due = due + interval
+                if next_due <= now:  # late (a long callback, a paused loop): skip, never fire twice in a row
+                    next_due = now + interval
+                heapq.heappush(self._timers, (next_due, strategy, name, interval))
                 runner = self._runners.get(strategy)
                 if runner is not None:
                     self._dispatch_depth += 1
