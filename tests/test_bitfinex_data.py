@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from botframe.book import L2Book
-from botframe.clock import LiveClock
+from botframe.clock import Clock, LiveClock, SimulatedClock
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
@@ -148,7 +148,7 @@ class RecordingContext:
 
     def __init__(self, endpoints: Endpoints | None = None) -> None:
         self.venue = "bitfinex"
-        self.clock = LiveClock()
+        self.clock: Clock = LiveClock()
         self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
         self.endpoints = endpoints or Endpoints()
         self.books: dict[str, L2Book] = {}
@@ -712,6 +712,45 @@ async def test_symbols_beyond_the_channel_limit_open_more_connections() -> None:
         subscribes = [(r["channel"], r["symbol"]) for r in server.received if r["event"] == "subscribe"]
         assert sorted(subscribes) == sorted((c, f"t{s}USD") for c in ("book", "trades") for s in ("BTC", "ETH", "LTC"))
         assert len(running.client.stream_counters()) == 2
+
+
+class SteppedClock(SimulatedClock):
+    """A simulated clock whose ``sleep`` waits until the test has moved time far enough (one sleeper)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._moved = asyncio.Event()
+
+    def advance(self, seconds: float = 0.0, *, ns: int = 0) -> None:
+        super().advance(seconds, ns=ns)
+        self._moved.set()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.monotonic_ns() + int(seconds * 1e9)
+        while self.monotonic_ns() < until:
+            self._moved.clear()
+            await self._moved.wait()
+
+
+async def test_requests_are_paced_to_max_requests_per_sec_on_the_injected_clock() -> None:
+    pairs = {PAIRS_PATH: '[["BTCUSD","ETHUSD"]]'}
+    clock = SteppedClock()
+    ctx = RecordingContext()
+    ctx.clock = clock  # the request writer sleeps on it; with the watchdog off nothing else does
+
+    async with ScriptedBitfinex(pairs, SpecsSession().script()) as server, running_client(
+        settings_for(server.url, server.http_url, symbols=["BTC/USD", "ETH/USD"], max_requests_per_sec=2.0,
+                     stale_after_ms=0), ctx
+    ):
+        seen = []
+        for tenth in range(26):
+            due = min(5, tenth // 5 + 1)  # conf at 0 s, then one request per 0.5 s
+            await server.wait_until(lambda due=due: len(server.received) == due)
+            seen.append(len(server.received))
+            clock.advance(0.1)
+
+    assert seen == [min(5, t // 5 + 1) for t in range(26)]
+    assert [r["event"] for r in server.received] == ["conf", "subscribe", "subscribe", "subscribe", "subscribe"]
 
 
 # -- settings and registration ------------------------------------------------------------------------------

@@ -662,6 +662,25 @@ async def test_error_event_is_logged_and_a_service_upgrade_notice_reconnects(
     assert "60018" in logged
 
 
+async def test_symbols_beyond_the_per_connection_limit_open_more_connections(shared_data: Path) -> None:
+    reference = capture_reference(server_frames(shared_data / CAPTURE))
+    # Every connection is served the whole recording; each keeps only the books it subscribed.
+    script = server_frames(shared_data / CAPTURE)
+
+    async with ScriptedOkx(_rest(shared_data), script) as server, running_client(
+        settings_for(server.url, server.http_url, max_symbols_per_connection=2)
+    ) as running:
+        ctx = running.ctx
+        await ctx.wait_until(lambda: running.matched() == 290)
+
+        subscribes = [json.loads(r)["args"] for r in server.received if r.startswith('{"op":"subscribe"')]
+        assert sorted(len(args) for args in subscribes) == [2, 4]  # books and trades of 1 and of 2 symbols
+        assert len(running.client.stream_counters()) == 2
+        assert ctx.counts["unknown_symbol_frames"] > 0
+        for inst_id, unified in CAPTURE_SYMBOLS.items():
+            assert (ctx.books[unified].bids(10), ctx.books[unified].asks(10)) == reference[inst_id].top()
+
+
 # -- settings and registration ------------------------------------------------------------------------------
 
 
