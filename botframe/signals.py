@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
-from itertools import repeat
-from operator import itemgetter, mul, sub
+from dataclasses import dataclass, field
+from math import exp
+from operator import itemgetter, mul
 from typing import Literal
 
 from .book import DepthTracker, L2Book
@@ -70,14 +70,13 @@ class Imbalance:
     """
 
     levels: int = 5
+    # Read on every signal look-up: formatted once here rather than per read.
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.levels < 1:
             raise ValueError(f"Imbalance.levels must be >= 1, got {self.levels}")
-
-    @property
-    def name(self) -> str:
-        return f"imbalance_{self.levels}"
+        object.__setattr__(self, "name", f"imbalance_{self.levels}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +94,7 @@ class WeightedImbalance:
     levels: int = 10
     decay: float = 0.5
     mode: Literal["level", "bps"] = "level"
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.levels < 1:
@@ -103,10 +103,7 @@ class WeightedImbalance:
             raise ValueError(f"WeightedImbalance.decay must be in (0, 1], got {self.decay}")
         if self.mode not in ("level", "bps"):
             raise ValueError(f"WeightedImbalance.mode must be 'level' or 'bps', got {self.mode!r}")
-
-    @property
-    def name(self) -> str:
-        return f"wimbalance_{self.levels}_{self.mode}_{_fmt(self.decay)}"
+        object.__setattr__(self, "name", f"wimbalance_{self.levels}_{self.mode}_{_fmt(self.decay)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +117,7 @@ class Microprice:
     ``microprice``.
     """
 
-    @property
-    def name(self) -> str:
-        return "microprice"
+    name: str = field(default="microprice", init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +131,14 @@ class Spread:
 
     unit: Literal["bps", "ticks"] = "bps"
     tick_size: float | None = None
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.unit not in ("bps", "ticks"):
             raise ValueError(f"Spread.unit must be 'bps' or 'ticks', got {self.unit!r}")
         if self.unit == "ticks" and (self.tick_size is None or self.tick_size <= 0.0):
             raise ValueError("Spread(unit='ticks') needs a positive tick_size")
-
-    @property
-    def name(self) -> str:
-        return f"spread_{self.unit}"
+        object.__setattr__(self, "name", f"spread_{self.unit}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +155,14 @@ class Depth:
 
     band_bps: float = 10.0
     measure: DepthMeasure = "ratio"
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.band_bps > 0.0:
             raise ValueError(f"Depth.band_bps must be > 0, got {self.band_bps}")
         if self.measure not in _DEPTH_MEASURES:
             raise ValueError(f"Depth.measure must be one of {_DEPTH_MEASURES}, got {self.measure!r}")
-
-    @property
-    def name(self) -> str:
-        return f"depth_{self.measure}_{_fmt(self.band_bps)}bps"
+        object.__setattr__(self, "name", f"depth_{self.measure}_{_fmt(self.band_bps)}bps")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +182,7 @@ class OrderFlowImbalance:
 
     window_events: int | None = None
     window_ms: int | None = None
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.window_events is None) == (self.window_ms is None):
@@ -199,12 +191,8 @@ class OrderFlowImbalance:
             raise ValueError(f"window_events must be >= 1, got {self.window_events}")
         if self.window_ms is not None and self.window_ms < 1:
             raise ValueError(f"window_ms must be >= 1, got {self.window_ms}")
-
-    @property
-    def name(self) -> str:
-        if self.window_events is not None:
-            return f"ofi_{self.window_events}ev"
-        return f"ofi_{self.window_ms}ms"
+        name = f"ofi_{self.window_events}ev" if self.window_events is not None else f"ofi_{self.window_ms}ms"
+        object.__setattr__(self, "name", name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,14 +208,13 @@ class TradeFlowImbalance:
 
     window_ms: int = 1000
     normalized: bool = False
+    name: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.window_ms < 1:
             raise ValueError(f"TradeFlowImbalance.window_ms must be >= 1, got {self.window_ms}")
-
-    @property
-    def name(self) -> str:
-        return f"tfi_norm_{self.window_ms}ms" if self.normalized else f"tfi_{self.window_ms}ms"
+        name = f"tfi_norm_{self.window_ms}ms" if self.normalized else f"tfi_{self.window_ms}ms"
+        object.__setattr__(self, "name", name)
 
 
 SignalSpec = (
@@ -300,33 +287,6 @@ class _RollingSum:
                 self.total = 0.0
 
 
-class _BpsWeights(dict[float, float]):
-    """``decay ** distance_bps`` per price for one side, computed on first use while mid stays put.
-
-    ``weight(key) = exp(k * (ref - key))`` with ``k = ln(decay) * 1e4 / mid``; bids use ``ref = mid``
-    and the price as key, asks ``ref = -mid`` and the negated price (the book's ask keys). The cache is
-    emptied whenever mid moves, so each weight is one ``exp`` per (mid, price) instead of one per event.
-    """
-
-    __slots__ = ("k", "ref")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.k = 0.0
-        self.ref = math.nan
-
-    def reset(self, ref: float, k: float) -> None:
-        self.clear()
-        self.ref = ref
-        self.k = k
-
-    def __missing__(self, key: float) -> float:
-        if len(self) > 4096:  # bound memory if mid stays put for a very long time
-            self.clear()
-        w = self[key] = math.exp(self.k * (self.ref - key))
-        return w
-
-
 class SignalSet:
     """The signals that one book's readers asked for, kept current as the book changes.
 
@@ -334,6 +294,12 @@ class SignalSet:
     the event and ``on_trade`` for the symbol's trades; readers call ``value(name)`` or ``values()``.
     Every value is brought up to date by the event itself (reads are dict look-ups), so what a
     benchmark of events measures is the whole cost. Specs with the same name are one signal.
+
+    ``on_delta`` is ``note_delta`` (what each event must do: move event time, fold the event into
+    order-flow imbalance) followed by ``refresh`` (recompute the values that depend only on the book's
+    current shape). A caller that applies a burst of deltas before anyone reads may call ``note_delta``
+    per delta and ``refresh`` once at the end: the values are then exactly those ``on_delta`` per delta
+    would leave.
     """
 
     def __init__(self, book: L2Book, specs: Iterable[SignalSpec]) -> None:
@@ -345,7 +311,7 @@ class SignalSet:
         # Compiled plan: per kind, the names and parameters, so an event runs straight-line code.
         self._imbalances: list[tuple[str, int]] = []
         self._level_weighted: list[tuple[str, int, list[float]]] = []
-        self._bps_weighted: list[tuple[str, int, float, _BpsWeights, _BpsWeights]] = []
+        self._bps_weighted: list[tuple[str, int, float]] = []
         self._microprices: list[str] = []
         self._spreads_bps: list[str] = []
         self._spreads_ticks: list[tuple[str, float]] = []
@@ -356,13 +322,14 @@ class SignalSet:
         self._top = 0  # how many top levels per side the imbalances need
         for name, spec in self._specs.items():
             self._compile(name, spec)
+        self._windows = list(self._trade_windows.values())
         flow = (OrderFlowImbalance, TradeFlowImbalance)
         self._shape_names = [name for name, spec in self._specs.items() if not isinstance(spec, flow)]
         self._now_ns = 0
         self._prev: tuple[float, float, float, float] | None = None  # best quotes after the last event
         self._has_reference = False
         self._published: dict[str, float] = {}
-        self._refresh_book_values(False)
+        self._refresh_shape()
         self._refresh_flow_values()
 
     def _compile(self, name: str, spec: SignalSpec) -> None:
@@ -377,9 +344,7 @@ class SignalSet:
                 self._level_weighted.append((name, spec.levels, weights))
             else:
                 # decay ** d_bps == exp(d_price * k) with k = ln(decay) * 1e4 / mid, computed per event.
-                self._bps_weighted.append(
-                    (name, spec.levels, math.log(spec.decay) * 1e4, _BpsWeights(), _BpsWeights())
-                )
+                self._bps_weighted.append((name, spec.levels, math.log(spec.decay) * 1e4))
         elif isinstance(spec, Microprice):
             self._microprices.append(name)
         elif isinstance(spec, Spread):
@@ -421,34 +386,55 @@ class SignalSet:
                 window.clear()
             self._prev = self._best()
             self._has_reference = self._has_reference or self._prev is not None
-        self._refresh_book_values(False)
+        self._refresh_shape()
         self._refresh_flow_values()
 
     def on_delta(self, delta: BookDelta) -> None:
-        """The book applied ``delta``: bring every signal up to date."""
+        """The book applied ``delta``: bring every signal up to date (``note_delta`` + ``refresh``)."""
         ts = delta.exchange_ts_ns or delta.receive_ts_ns
         if ts > self._now_ns:
             self._now_ns = ts
-            for buys, sells in self._trade_windows.values():
+            for buys, sells in self._windows:
                 buys.expire(ts)
                 sells.expire(ts)
-        self._refresh_book_values(True)
+        if self._ofi:
+            self._fold_ofi()
+        if self._shape_names:
+            self._refresh_shape()
+        if self._tfi:
+            self._refresh_flow_values()
+
+    def note_delta(self, delta: BookDelta) -> None:
+        """The per-event part of ``on_delta``: event time moves, the event is one OFI term."""
+        ts = delta.exchange_ts_ns or delta.receive_ts_ns
+        if ts > self._now_ns:
+            self._now_ns = ts
+            for buys, sells in self._windows:
+                buys.expire(ts)
+                sells.expire(ts)
+        if self._ofi:
+            self._fold_ofi()
+
+    def refresh(self) -> None:
+        """The rest of ``on_delta``: every value that depends on the book's current shape and time."""
+        if self._shape_names:
+            self._refresh_shape()
         if self._tfi:
             self._refresh_flow_values()
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade of this symbol happened (``trade.side`` is the aggressor)."""
         self._advance(trade.exchange_ts_ns or trade.receive_ts_ns)
-        if self._trade_windows:
+        if self._windows:
             now = self._now_ns
-            for buys, sells in self._trade_windows.values():
+            for buys, sells in self._windows:
                 (buys if trade.side is Side.BUY else sells).add(now, trade.size)
         self._refresh_flow_values()
 
     def _advance(self, ts_ns: int) -> None:
         if ts_ns > self._now_ns:
             self._now_ns = ts_ns
-            for buys, sells in self._trade_windows.values():
+            for buys, sells in self._windows:
                 buys.expire(ts_ns)
                 sells.expire(ts_ns)
             for _, window in self._ofi:
@@ -480,8 +466,45 @@ class SignalSet:
             else:
                 vals[name] = b - s
 
-    def _refresh_book_values(self, ofi_event: bool) -> None:
-        """Recompute the book-shape signals; with ``ofi_event`` also fold this event into OFI."""
+    def _fold_ofi(self) -> None:
+        """Fold the event just applied into every OFI window (Cont, Kukanov and Stoikov 2014, eq. 4)."""
+        vals = self._values
+        book = self.book
+        bp = book._bid_prices
+        ap = book._ask_prices
+        now = self._now_ns
+        if not bp or not ap:
+            # A side that is empty before or after an event contributes 0 to it.
+            self._prev = None
+            for name, window in self._ofi:
+                window.push(now, 0.0)
+                vals[name] = window.total if self._has_reference else None
+            return
+        pb = bp[-1]
+        q = ap[-1]  # asks are keyed by negated price
+        pa = -q
+        qb = book._bid_sizes[pb]
+        qa = book._ask_sizes[q]
+        prev = self._prev
+        e = 0.0
+        if prev is not None:
+            ppb, pqb, ppa, pqa = prev
+            if pb >= ppb:
+                e += qb
+            if pb <= ppb:
+                e -= pqb
+            if pa <= ppa:
+                e -= qa
+            if pa >= ppa:
+                e += pqa
+        self._prev = (pb, qb, pa, qa)
+        self._has_reference = True
+        for name, window in self._ofi:
+            window.push(now, e)
+            vals[name] = window.total if window.terms else 0.0
+
+    def _refresh_shape(self) -> None:
+        """Recompute the signals of the book's shape (everything but the flow windows)."""
         vals = self._values
         book = self.book
         bp = book._bid_prices
@@ -489,84 +512,51 @@ class SignalSet:
         if not bp or not ap:
             for name in self._shape_names:
                 vals[name] = None
-            if ofi_event and self._ofi:
-                self._prev = None
-                now = self._now_ns
-                for name, window in self._ofi:
-                    window.push(now, 0.0)
-                    vals[name] = window.total if self._has_reference else None
             return
-        bsz = book._bid_sizes
-        asz = book._ask_sizes
         pb = bp[-1]
         pa = -ap[-1]
         mid = (pb + pa) * 0.5
-        if ofi_event and self._ofi:
-            # Cont, Kukanov and Stoikov (2014), eq. (4); see OrderFlowImbalance.
-            qb = bsz[pb]
-            qa = asz[ap[-1]]  # asks are keyed by negated price
-            prev = self._prev
-            e = 0.0
-            if prev is not None:
-                ppb, pqb, ppa, pqa = prev
-                if pb >= ppb:
-                    e += qb
-                if pb <= ppb:
-                    e -= pqb
-                if pa <= ppa:
-                    e -= qa
-                if pa >= ppa:
-                    e += pqa
-            self._prev = (pb, qb, pa, qa)
-            self._has_reference = True
-            now = self._now_ns
-            for name, window in self._ofi:
-                window.push(now, e)
-                vals[name] = window.total if window.terms else 0.0
         top = self._top
         if top:
             bt = bp[-top:]
             at = ap[-top:]
             # itemgetter(*keys)(d) looks all keys up in one C call (a third cheaper than a map);
             # with a single key it returns the value itself, hence the guard.
-            bs = itemgetter(*bt)(bsz) if len(bt) > 1 else (bsz[bt[0]],)
-            as_ = itemgetter(*at)(asz) if len(at) > 1 else (asz[at[0]],)
+            bs = itemgetter(*bt)(book._bid_sizes) if len(bt) > 1 else (book._bid_sizes[pb],)
+            as_ = itemgetter(*at)(book._ask_sizes) if len(at) > 1 else (book._ask_sizes[ap[-1]],)
+            qb1 = bs[-1]
+            qa1 = as_[-1]
             for name, n in self._imbalances:
-                qb = sum(bs[-n:])
-                qa = sum(as_[-n:])
+                qb = sum(bs[-n:]) if n < top else sum(bs)
+                qa = sum(as_[-n:]) if n < top else sum(as_)
                 vals[name] = (qb - qa) / (qb + qa)
             for name, n, weights in self._level_weighted:
                 # Both sequences are best-last; zip-by-map stops at the shorter, so align their ends.
                 nb = len(bs)
                 na = len(as_)
                 if nb >= n and na >= n:
-                    wb: float = sum(map(mul, weights, bs[-n:]))
-                    wa: float = sum(map(mul, weights, as_[-n:]))
+                    wb: float = sum(map(mul, weights, bs[-n:] if n < nb else bs))
+                    wa: float = sum(map(mul, weights, as_[-n:] if n < na else as_))
                 else:
                     wb = sum(map(mul, weights[n - nb :] if nb < n else weights, bs[-n:]))
                     wa = sum(map(mul, weights[n - na :] if na < n else weights, as_[-n:]))
                 vals[name] = (wb - wa) / (wb + wa)
-            for name, n, k_bps, bid_w, ask_w in self._bps_weighted:
-                btn = bt[-n:]
-                atn = at[-n:]
-                if bid_w.ref != mid:
-                    # Mid moved: every weight changes; compute the top ones in one C-level pass.
-                    k = k_bps / mid
-                    bid_w.reset(mid, k)
-                    ask_w.reset(-mid, k)
-                    bw = list(map(math.exp, map(mul, map(sub, repeat(mid), btn), repeat(k))))
-                    aw = list(map(math.exp, map(mul, map(sub, repeat(-mid), atn), repeat(k))))
-                    bid_w.update(zip(btn, bw, strict=True))
-                    ask_w.update(zip(atn, aw, strict=True))
-                    wb = sum(map(mul, bw, bs[-n:]))
-                    wa = sum(map(mul, aw, as_[-n:]))
-                else:
-                    wb = sum(map(mul, map(bid_w.__getitem__, btn), bs[-n:]))
-                    wa = sum(map(mul, map(ask_w.__getitem__, atn), as_[-n:]))
+            for name, n, k_bps in self._bps_weighted:
+                # One exp per level: measured cheaper than caching weights per mid (mid moves on about a
+                # third of real events, and a cached look-up costs about what the exp does).
+                k = k_bps / mid
+                wb = 0.0
+                for p, s in zip(bt[-n:], bs[-n:], strict=True) if n < top else zip(bt, bs, strict=True):
+                    wb += exp(k * (mid - p)) * s
+                nk = -k
+                wa = 0.0
+                for q, s in zip(at[-n:], as_[-n:], strict=True) if n < top else zip(at, as_, strict=True):
+                    wa += exp(nk * (q + mid)) * s  # q is the negated ask price: distance pa - mid
                 vals[name] = (wb - wa) / (wb + wa)
+        elif self._microprices:
+            qb1 = book._bid_sizes[pb]
+            qa1 = book._ask_sizes[ap[-1]]
         if self._microprices:
-            qb1 = bsz[pb]
-            qa1 = asz[ap[-1]]
             micro = (pb * qa1 + pa * qb1) / (qa1 + qb1)
             for name in self._microprices:
                 vals[name] = micro
