@@ -131,6 +131,7 @@ class DepthTracker:
     """
 
     __slots__ = (
+        "_mid",
         "_ops",
         "ask_levels",
         "ask_notional",
@@ -151,6 +152,7 @@ class DepthTracker:
         self.bid_levels = self.ask_levels = 0
         self.valid = False
         self._ops = 0
+        self._mid = 0.0  # mid the edges were last placed at
 
     def __repr__(self) -> str:
         return (
@@ -168,7 +170,7 @@ class DepthTracker:
             self.bid_levels = self.ask_levels = 0
             return
         self.valid = True
-        mid = (bp[-1] - ap[-1]) * 0.5
+        self._mid = mid = (bp[-1] - ap[-1]) * 0.5
         self.lo = lo = mid * (1.0 - self.bps * 1e-4)
         self.hi = hi = mid * (1.0 + self.bps * 1e-4)
         bids = bp[bisect_left(bp, lo) :]
@@ -219,6 +221,21 @@ class DepthTracker:
             self._rebuild(book)
             return
         mid = (bp[-1] - ap[-1]) * 0.5
+        if mid != self._mid:  # most events leave mid, and so both edges, where they were
+            self._move_edges(book, mid)
+        if self._ops > 16 * (self.bid_levels + self.ask_levels) + 1024:
+            self._rebuild(book)
+            return
+        if not self.bid_levels:
+            self.bid_qty = self.bid_notional = 0.0
+        if not self.ask_levels:
+            self.ask_qty = self.ask_notional = 0.0
+
+    def _move_edges(self, book: L2Book, mid: float) -> None:
+        """Place the edges around ``mid``, adding or removing the levels they swept over."""
+        bp = book._bid_prices
+        ap = book._ask_prices
+        self._mid = mid
         lo = self.lo
         new_lo = mid * (1.0 - self.bps * 1e-4)
         if new_lo != lo:
@@ -251,13 +268,6 @@ class DepthTracker:
                 self.ask_levels += int(sign) * len(swept)
                 self._ops += len(swept)
             self.hi = new_hi
-        if self._ops > 16 * (self.bid_levels + self.ask_levels) + 1024:
-            self._rebuild(book)
-            return
-        if not self.bid_levels:
-            self.bid_qty = self.bid_notional = 0.0
-        if not self.ask_levels:
-            self.ask_qty = self.ask_notional = 0.0
 
 
 class L2Book:
@@ -274,6 +284,7 @@ class L2Book:
         "_bid_sizes",
         "_health",
         "_health_since_ns",
+        "_one_tracker",
         "_trackers",
         "counters",
         "depth_limit",
@@ -311,6 +322,7 @@ class L2Book:
         #: Bumped when the book is replaced or cleared, so readers that keep derived state know to rebuild.
         self.generation = 0
         self._trackers: dict[float, DepthTracker] = {}
+        self._one_tracker: DepthTracker | None = None  # the tracker when there is exactly one
 
     def __repr__(self) -> str:
         return (
@@ -342,7 +354,11 @@ class L2Book:
     def apply_delta(self, delta: BookDelta) -> None:
         """Set the absolute size of every level in ``delta``, in list order; size 0 deletes."""
         if self._trackers:
-            self._apply_tracked(delta)
+            one = self._one_tracker
+            if one is not None and one.valid:
+                self._apply_one_tracker(delta, one)
+            else:
+                self._apply_tracked(delta)
         else:
             # One loop per side, written out: a per-level method call would cost more than the work.
             levels = delta.bids
@@ -386,9 +402,6 @@ class L2Book:
         to that band; afterwards each tracker moves its edges to the new mid (``DepthTracker._shift``).
         """
         trackers = list(self._trackers.values())
-        if len(trackers) == 1 and trackers[0].valid:
-            self._apply_one_tracker(delta, trackers[0])
-            return
         live = [t for t in trackers if t.valid]
         # Band edges as of before the delta; a side outside every band compares against +-inf.
         inf = float("inf")
@@ -688,11 +701,13 @@ class L2Book:
         if t is None:
             t = self._trackers[bps] = DepthTracker(bps)
             t._rebuild(self)
+            self._one_tracker = t if len(self._trackers) == 1 else None
         return t
 
     def untrack_depth(self, bps: float) -> None:
         """Stop keeping the band ``bps`` (no-op when it is not tracked)."""
         self._trackers.pop(bps, None)
+        self._one_tracker = next(iter(self._trackers.values())) if len(self._trackers) == 1 else None
 
     def walk(self, side: Side, size: float) -> BookWalk | None:
         """Estimate a market order of ``size`` taking liquidity: ``Side.BUY`` walks the asks.
