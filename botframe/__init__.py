@@ -27,7 +27,16 @@ from .events import (
 from .hookspecs import hookimpl
 from .plugins import Registry
 from .risk import Denial, RiskContext
-from .signals import Imbalance, SignalSpec
+from .signals import (
+    Depth,
+    Imbalance,
+    Microprice,
+    OrderFlowImbalance,
+    SignalSpec,
+    Spread,
+    TradeFlowImbalance,
+    WeightedImbalance,
+)
 from .strategy import PnL, Strategy, StrategyContext, StrategySettings
 from .venues import Instrument
 
@@ -37,6 +46,7 @@ __all__ = [
     "BookSnapshot",
     "Clock",
     "Denial",
+    "Depth",
     "FeedStatus",
     "Fill",
     "HealthReason",
@@ -44,7 +54,9 @@ __all__ = [
     "Instrument",
     "L2Book",
     "LiveClock",
+    "Microprice",
     "OrderDenied",
+    "OrderFlowImbalance",
     "OrderIntent",
     "OrderStatus",
     "OrderType",
@@ -55,12 +67,15 @@ __all__ = [
     "Side",
     "SignalSpec",
     "SimulatedClock",
+    "Spread",
     "Strategy",
     "StrategyContext",
     "StrategySettings",
     "TimeInForce",
     "Trade",
+    "TradeFlowImbalance",
     "TradingState",
+    "WeightedImbalance",
     "hookimpl",
 ]
 

@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
     _log_options(check)
 
+    check_live = sub.add_parser("check-live", help="verify the live executor's API key with one read-only call "
+                                                   "and show what the key may do")
+    check_live.add_argument("config", type=Path)
+    _log_options(check_live)
+
+    new = sub.add_parser("new-strategy", help="write a strategy module, its test and a config that runs it")
+    new.add_argument("name", help="the strategy's name, e.g. mean_revert")
+    new.add_argument("--dir", type=Path, default=Path("."), help="where to write the files (default: here)")
+    new.add_argument("--force", action="store_true", help="overwrite files that exist")
+    _log_options(new)
+
     replay = sub.add_parser("replay-server", add_help=False,
                             help="serve a recorded capture on 127.0.0.1 in the venue's protocol "
                                  "(botframe replay-server --help for its options)")
@@ -70,6 +81,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             return _check_config(args, out)
         if args.command == "replay-server":
             return _replay_server(args)
+        if args.command == "check-live":
+            return _check_live(args, out)
+        if args.command == "new-strategy":
+            from .scaffold import main as new_strategy
+
+            return new_strategy(args.name, args.dir, force=args.force, out=out)
     except ConfigError as exc:
         print(f"botframe: configuration error\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -132,6 +149,14 @@ def _check_config(args: argparse.Namespace, out: TextIO) -> int:
           f"venues={', '.join(settings.venues)}, strategies={', '.join(settings.strategies)}, "
           f"services={', '.join(settings.enabled_services()) or 'none'})", file=out)
     return EXIT_OK
+
+
+def _check_live(args: argparse.Namespace, out: TextIO) -> int:
+    settings, plugins = _load(args.config, args)
+    # The check belongs to the bundled ccxt plugin; the core imports no plugin statically.
+    check = importlib.import_module("botframe_plugins.ccxt.check")
+    status: int = check.check_live(settings, plugins, out=out)
+    return status
 
 
 def _replay_server(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from .events import (
     TradingState,
     TradingStateChanged,
 )
-from .journal import Journal
+from .journal import Journal, Recovered
 from .log import get_logger
 from .orders import ClientOrderIds, Order, OrderTracker
 from .portfolio import Portfolio
@@ -213,10 +213,9 @@ class Engine:
         self.orders = OrderTracker()
         self.trading_state = TradingStateMachine()
         start_counter = 0
-        self._recovered_positions: dict[tuple[str, str], Decimal] = {}
+        recovered: Recovered | None = None
         if self.journal is not None:
             recovered = self.journal.recover()
-            self._recovered_positions = {k: v for k, v in recovered.positions.items() if v}
             start_counter = recovered.max_client_order_counter
             for fill in recovered.fills:
                 self.portfolio.on_fill(fill)
@@ -228,13 +227,6 @@ class Engine:
             elif recovered.trading_state is TradingState.HALTED:
                 # A restart is one of the two ways out of HALTED (the other is an explicit resume).
                 self.log.warning("trading was halted before the restart; the restart resumes it")
-            for order_update in recovered.open_orders:
-                # A paper venue does not survive a restart: its resting orders are gone with it.
-                self.journal.record(OrderUpdate(
-                    client_order_id=order_update.client_order_id, venue=order_update.venue,
-                    symbol=order_update.symbol, status=OrderStatus.EXPIRED, side=order_update.side,
-                    quantity=order_update.quantity, filled_quantity=order_update.filled_quantity,
-                    price=order_update.price, reason="expired at restart", ts_ns=self.clock.time_ns()))
         self.client_ids = ClientOrderIds(self.clock, start_counter=start_counter)
         self.risk_context = RiskContext(
             books=self._book_or_none,
@@ -277,10 +269,32 @@ class Engine:
         executor_settings = (s.plugin_sections["executors"].get(s.executor)
                              or executor_entry.settings_model())
         self.executor: Executor = executor_entry.factory(executor_settings, _ExecutorContext(self))
-        if self._recovered_positions:
-            self.executor.restore_positions(self._recovered_positions)
+        if recovered is not None:
+            self._restore_orders(recovered)
         for name in s.strategies:
             self._build_strategy(name)
+
+    def _restore_orders(self, recovered: Recovered) -> None:
+        """Open orders from the journal: tracked again if the executor still works them, else expired."""
+        assert self.journal is not None
+        kept = set(self.executor.restore(recovered))
+        for update in recovered.open_orders:
+            cid = update.client_order_id
+            intent = recovered.intents.get(cid)
+            if cid in kept and intent is not None:
+                order = self.orders.add(intent)
+                order.filled_quantity = update.filled_quantity
+                self._order_strategy[cid] = intent.strategy
+                if update.status is not OrderStatus.NEW:
+                    self.orders.apply(update)
+                continue
+            self.journal.record(OrderUpdate(
+                client_order_id=cid, venue=update.venue, symbol=update.symbol, status=OrderStatus.EXPIRED,
+                side=update.side, quantity=update.quantity, filled_quantity=update.filled_quantity,
+                price=update.price, reason="expired at restart: the executor no longer works it",
+                ts_ns=self.clock.time_ns()))
+        if kept:
+            self.log.info("open orders recovered from the journal", orders=len(kept))
 
     def _build_strategy(self, name: str) -> None:
         entry = self.plugins.strategies.get(name)

@@ -9,7 +9,7 @@ the portfolio, in that order); it never calls strategies itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .book import L2Book
     from .bus import EventBus
     from .clock import Clock
+    from .journal import Recovered
     from .venues import Endpoints, Instrument
 
 __all__ = ["Executor", "ExecutorContext"]
@@ -51,11 +52,12 @@ class ExecutorContext(Protocol):
 class Executor(Protocol):
     """Places, cancels and replaces orders on one or more venues."""
 
-    def restore_positions(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
-        """Positions per (venue, symbol) recovered from the journal, given once before ``start``.
+    def restore(self, recovered: Recovered) -> Collection[str]:
+        """What the journal recovered at start-up, given once before ``start``.
 
-        A simulated venue (paper) seeds its own ledger with them; a live executor may ignore them,
-        since the venue itself knows, and reconcile in ``start`` instead.
+        Returns the client order ids of the recovered open orders this executor keeps working (a live
+        venue still has them; they are reconciled in ``start``); the engine tracks those and records
+        the others as expired. A simulated venue (paper) seeds its positions and keeps nothing.
         """
 
     async def start(self) -> None:

@@ -23,7 +23,6 @@ from botframe.clock import LiveClock
 from botframe.engine import Engine, RunSummary
 from botframe.events import Fill, OrderStatus, OrderUpdate
 from botframe.hookspecs import hookimpl
-from botframe.journal import Journal
 from botframe.log import configure_logging
 from botframe.plugins import PluginSystem
 from botframe.settings import load_settings
@@ -176,20 +175,13 @@ def plugin_system(observer: object) -> PluginSystem:
     return plugins
 
 
-async def run_engine(workdir: Path, text: str, observer: StopWhenTraded, *,
-                     restore: bool = False) -> tuple[Engine, RunSummary]:
+async def run_engine(workdir: Path, text: str, observer: StopWhenTraded) -> tuple[Engine, RunSummary]:
     path = workdir / "config.toml"
     path.write_text(text)
     plugins = plugin_system(observer)
     settings = load_settings(path, plugins)
-    # What the lead's engine hook will do: hand the journal's recovery to an executor that survives restarts.
-    recovered = None
-    if restore and (workdir / "journal.sqlite").exists():
-        with Journal(workdir / "journal.sqlite") as journal:
-            recovered = journal.recover()
+    # The engine hands the journal's recovery to the executor (Executor.restore) as it builds.
     engine = Engine(settings, plugins, out=io.StringIO(), live_view=False)
-    if recovered is not None and isinstance(engine.executor, CcxtExecutor):
-        engine.executor.restore_journal(recovered)
     summary = await engine.run()
     return engine, summary
 
@@ -227,7 +219,7 @@ async def test_live_run_trades_on_the_simulator_and_matches_its_account_then_res
         # Restart on the same journal: reconciliation finds nothing missing and nothing is sent twice.
         again = StopWhenTraded(fills_wanted=10**9, need_cancels=False)
         text = config(exchange, duration=2)
-        engine2, summary2 = await run_engine(tmp_path, text, again, restore=True)
+        engine2, summary2 = await run_engine(tmp_path, text, again)
         executor = engine2.executor
         assert isinstance(executor, CcxtExecutor)
         report = executor.reconciliation

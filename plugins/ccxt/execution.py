@@ -29,7 +29,7 @@ those the engine tracks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -154,9 +154,10 @@ class CcxtExecutor:
 
     # -- the Executor protocol ---------------------------------------------------------------------------
 
-    def restore_positions(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
-        """Journal positions; compared with the venue's balances at reconciliation."""
-        self._journal_positions = dict(positions)
+    def restore(self, recovered: Recovered) -> Collection[str]:
+        """Keep every recovered open order: the venue still works them; :meth:`start` reconciles."""
+        self.restore_journal(recovered)
+        return [u.client_order_id for u in recovered.open_orders if u.client_order_id in recovered.intents]
 
     def restore_journal(self, recovered: Recovered) -> None:
         """What the journal recovered (open orders, their intents, fills), reconciled in :meth:`start`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from .engine import FillEngine, InstrumentRules, Report
 
 if TYPE_CHECKING:
     from botframe.execution import ExecutorContext
+    from botframe.journal import Recovered
     from botframe.plugins import Registry
 
 __all__ = ["PaperExecutor", "botframe_register_executors", "create_paper_executor"]
@@ -96,10 +97,12 @@ class PaperExecutor:
 
     # -- extras -------------------------------------------------------------------------------------
 
-    def restore_positions(self, positions: Mapping[tuple[str, str], Decimal]) -> None:
-        """Seed the simulated venue's positions with those recovered from the journal."""
-        for (venue, symbol), quantity in positions.items():
-            self.engine.set_position(venue, symbol, quantity)
+    def restore(self, recovered: Recovered) -> Collection[str]:
+        """Seed the simulated venue's positions from the journal; its resting orders died with it."""
+        for (venue, symbol), quantity in recovered.positions.items():
+            if quantity:
+                self.engine.set_position(venue, symbol, quantity)
+        return ()
 
     def set_position(self, venue: str, symbol: str, quantity: Decimal) -> None:
         """Tell the simulated venue the position it holds (for reduce-only orders after a restart)."""
