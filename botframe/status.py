@@ -33,7 +33,9 @@ class StatusView:
         self._last_events = 0
         self._last_ns = engine.clock.monotonic_ns()
         if live:
-            self._live = Live(console=Console(file=out), refresh_per_second=4, transient=True)
+            # Live redirects stdout/stderr while it runs, so log lines print above the view.
+            self._live = Live(console=Console(file=out), refresh_per_second=4, transient=True,
+                              redirect_stdout=True, redirect_stderr=True)
             self._live.start()
 
     async def run(self, interval_secs: float) -> None:
