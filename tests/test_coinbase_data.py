@@ -501,7 +501,12 @@ class Pause:
     """Wait until the test sets ``resume`` (the server keeps answering requests meanwhile)."""
 
 
-Step = Level | Levels | Trades | Heartbeat | Ticker | Lost | Raw | Pause
+@dataclass(frozen=True)
+class Drop:
+    """Abort the connection (no close frame), as a network failure would."""
+
+
+Step = Level | Levels | Trades | Heartbeat | Ticker | Lost | Raw | Pause | Drop
 
 
 def trade(product: str, trade_id: int, side: str, price: str = "100.5", size: str = "0.1") -> dict[str, str]:
@@ -647,6 +652,9 @@ class FakeAdvancedTrade:
                     await self._answer(ws, peer, await self._request(peer))
                 if isinstance(step, Pause):
                     await self._pause(ws, peer)
+                elif isinstance(step, Drop):
+                    ws.transport.abort()
+                    return
                 else:
                     await self._play(ws, peer, step)
             self.finished = self.finished or first
@@ -788,6 +796,32 @@ async def test_advanced_trade_lost_frame_is_a_gap_that_resyncs_every_book_of_the
                 {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "level2"},
             ]
             assert ctx.counts["resyncs"] == 2
+
+
+async def test_advanced_trade_reconnect_restarts_the_sequence_chain_without_a_gap() -> None:
+    script: list[Step] = [
+        Level("BTC-USD", "bid", "100.25", "7"),
+        Heartbeat(),
+        Drop(),
+    ]
+    async with FakeAdvancedTrade(["BTC-USD"], script) as feed:
+        ctx = RecordingContext()
+        async with running(advanced_settings(feed), ctx) as client:
+            await ctx.wait_until(lambda: len(feed.received) == 2 and "BTC/USD" in ctx.books
+                                 and ctx.books["BTC/USD"].is_live and ctx.counts["disconnects"] == 1)
+            feed.finished = True
+            await ctx.wait_until(matches_truth(ctx, feed))
+
+            assert ctx.transitions("BTC/USD") == [
+                (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
+                (BookHealth.LIVE, HealthReason.SNAPSHOT),
+                (BookHealth.CONNECTING, HealthReason.DISCONNECTED),
+                (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
+                (BookHealth.LIVE, HealthReason.SNAPSHOT),
+            ]
+            assert ctx.counts["gaps"] == 0  # the new connection counts from 0 again
+            assert client.stream_counters()[0].reconnects == 1
+            assert len(feed.received[1]) == 3  # level2, market_trades, heartbeats again
 
 
 async def test_advanced_trade_unreadable_book_frame_resyncs_only_the_book_it_names(

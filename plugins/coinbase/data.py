@@ -30,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 import structlog
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason
 from botframe.streams import (
@@ -135,6 +136,7 @@ class _Connection:
     stream: ResilientWebSocket | None = None
     pending_resubscribe: set[str] = field(default_factory=set)
     resubscribe_task: asyncio.Task[None] | None = None
+    retry_task: asyncio.Task[None] | None = None  # a resubscribe after a refusal, once its delay has passed
     error_delays: Iterator[float] | None = None
     flushed: dict[str, int] = field(default_factory=dict)
 
@@ -528,7 +530,10 @@ class CoinbaseDataClient:
         # ask again after a backoff delay, which grows while the refusals go on.
         if conn.error_delays is None:
             conn.error_delays = backoff(self.settings.backoff, self._rng)
-        self._schedule_resubscribe(conn, waiting, delay_secs=next(conn.error_delays))
+        if conn.retry_task is None:
+            conn.retry_task = self._start(
+                f"{self._venue}-{conn.index}-retry", self._retry_later(conn, next(conn.error_delays))
+            )
 
     # -- sync machine outputs -----------------------------------------------------------------------------
 
@@ -548,40 +553,49 @@ class CoinbaseDataClient:
                 )
                 self._schedule_resubscribe(conn, out.product_ids)
 
-    def _schedule_resubscribe(self, conn: _Connection, products: tuple[str, ...] | list[str],
-                              delay_secs: float = 0.0) -> None:
+    def _start(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coroutine`` as a task this client owns (cancelled and awaited by ``_stop``)."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _schedule_resubscribe(self, conn: _Connection, products: Iterable[str]) -> None:
         conn.pending_resubscribe.update(products)
         if conn.resubscribe_task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._resubscribe(conn, delay_secs), name=f"{self._venue}-{conn.index}-resubscribe"
-            )
-            conn.resubscribe_task = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            conn.resubscribe_task = self._start(f"{self._venue}-{conn.index}-resubscribe", self._resubscribe(conn))
 
     def _cancel_resubscribe(self, conn: _Connection) -> None:
         conn.pending_resubscribe.clear()
-        if conn.resubscribe_task is not None:
-            conn.resubscribe_task.cancel()
-            conn.resubscribe_task = None
+        for task in (conn.resubscribe_task, conn.retry_task):
+            if task is not None:
+                task.cancel()
+        conn.resubscribe_task = conn.retry_task = None
 
-    async def _resubscribe(self, conn: _Connection, delay_secs: float) -> None:
+    async def _resubscribe(self, conn: _Connection) -> None:
         """Unsubscribe and subscribe the pending books again; the feed answers with new snapshots."""
         try:
-            if delay_secs > 0:
-                await self.context.clock.sleep(delay_secs)
             while conn.pending_resubscribe:
                 products = sorted(conn.pending_resubscribe)
                 conn.pending_resubscribe.clear()
                 await self._send(conn, self._book_subscription(products, subscribe=False))
                 await self._send(conn, self._book_subscription(products, subscribe=True))
-        except ConnectionError:
-            # The connection is gone; the reconnect subscribes every book afresh.
-            pass
+        except (ConnectionError, ConnectionClosed):
+            pass  # the connection is gone; the reconnect subscribes every book afresh
         finally:
             if conn.resubscribe_task is asyncio.current_task():
                 conn.resubscribe_task = None
 
+    async def _retry_later(self, conn: _Connection, delay_secs: float) -> None:
+        """After a refusal: wait, then resubscribe the books still waiting for a snapshot."""
+        try:
+            await self.context.clock.sleep(delay_secs)
+        finally:
+            if conn.retry_task is asyncio.current_task():
+                conn.retry_task = None
+        waiting = conn.sync.awaiting_snapshot()
+        if waiting:
+            self._schedule_resubscribe(conn, waiting)
 
 def _trade_product(trade: MarketTrade) -> str:
     return trade.product_id
