@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,3 +28,12 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "SPECS.md").is_file():
         pytest.skip(f"real captures not found at {SHARED_DATA} (set BOTFRAME_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a test that configures logging (the CLI does)
+    must not change where the next test's log lines go."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

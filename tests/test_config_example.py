@@ -50,7 +50,7 @@ def test_example_config_validates_as_it_is() -> None:
 def test_every_venue_has_a_commented_section() -> None:
     sections = _commented_sections()
 
-    for venue in ("kraken", "okx", "bitfinex", "ccxt"):
+    for venue in ("kraken", "okx", "bitfinex", "coinbase", "bybit", "ccxt"):
         assert f"venues.{venue}" in sections
     assert "executors.ccxt" in sections
 
