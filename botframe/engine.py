@@ -20,7 +20,7 @@ import asyncio
 import heapq
 import signal
 import sys
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -66,9 +66,13 @@ _RISK_EVAL_INTERVAL_NS = 500_000_000
 
 
 class MarketSlot:
-    """Everything attached to one (venue, symbol): its book, its signals, the strategies that read it."""
+    """Everything attached to one (venue, symbol): its book, its signals, the strategies that read it.
 
-    __slots__ = ("book", "runners", "signals", "symbol", "venue")
+    ``pending`` is True while the book has changed since its strategies last saw it (see
+    ``Engine._flush_books``).
+    """
+
+    __slots__ = ("book", "pending", "runners", "signals", "symbol", "venue")
 
     def __init__(self, venue: str, symbol: str) -> None:
         self.venue = venue
@@ -76,6 +80,7 @@ class MarketSlot:
         self.book = L2Book(venue, symbol)
         self.signals: SignalSet | None = None
         self.runners: list[StrategyRunner] = []
+        self.pending = False
 
 
 @dataclass(slots=True)
@@ -192,6 +197,10 @@ class Engine:
         self._dispatch_depth = 0
         # Reports waiting for the running strategy callback to return: (event, from an executor).
         self._pending: list[tuple[OrderUpdate | Fill, bool]] = []
+        # Books changed since their strategies last saw them, in the order they changed, and whether
+        # a flush is scheduled on the event loop (see _flush_books).
+        self._pending_books: deque[MarketSlot] = deque()
+        self._flush_scheduled = False
         self._started_ns = 0
         self._health_at_stop: dict[tuple[str, str], BookHealth] = {}
         self._fills = 0
@@ -336,7 +345,7 @@ class Engine:
             return
         if slot.signals is not None:
             slot.signals.on_snapshot(ev)
-        self._dispatch_book(slot)
+        self._book_changed(slot)
 
     def _on_delta(self, ev: BookDelta) -> None:
         slot = self.slots.get((ev.venue, ev.symbol))
@@ -347,9 +356,65 @@ class Engine:
         if book.is_crossed():
             self._crossed(slot)
             return
-        if slot.signals is not None:
-            slot.signals.on_delta(ev)
-        self._dispatch_book(slot)
+        signals = slot.signals
+        if signals is not None:
+            signals.note_delta(ev)  # what each event must do (event time, order-flow terms); the rest at flush
+        if not slot.pending:
+            slot.pending = True
+            self._pending_books.append(slot)
+            if not self._flush_scheduled:
+                self._schedule_flush()
+
+    def _book_changed(self, slot: MarketSlot) -> None:
+        """Queue ``slot`` for its strategies (``_on_delta`` inlines this)."""
+        if not slot.pending:
+            slot.pending = True
+            self._pending_books.append(slot)
+            if not self._flush_scheduled:
+                self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven synchronously (no event loop): there is no burst to wait for
+            self._flush_books()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self._on_flush_due)
+
+    def _on_flush_due(self) -> None:
+        self._flush_scheduled = False
+        self._flush_books()
+
+    def flush_books(self) -> None:
+        """Bring every changed book's signals up to date and show it to its strategies now.
+
+        The engine does this by itself once the event loop has nothing more to hand over (the end of
+        a burst); a replay driver that feeds frames without yielding to the loop may call it.
+        """
+        self._flush_books()
+
+    def _flush_books(self) -> None:
+        """Refresh the signals of every changed book and call its strategies, once, on the latest state.
+
+        A burst of frames (everything the connection had already received) is applied to the books one
+        event at a time, as it arrives: book, crossed check, the per-event part of the signals, and the
+        paper executor, which must see every change for its queue positions. Only then, when the event
+        loop would otherwise wait for the network, are the remaining signals computed and strategies
+        called, once per changed book. Any other delivery to strategies (a trade, a fill, an order
+        update, a feed status, a timer) first flushes the changed books, so each strategy still sees
+        every event in the order it happened; only consecutive book updates are merged. Re-entrant:
+        a nested call continues with the books the outer call has not reached.
+        """
+        pending = self._pending_books
+        while pending:
+            slot = pending.popleft()
+            if not slot.pending:
+                continue  # dispatched already (a feed status took it)
+            slot.pending = False
+            if slot.signals is not None:
+                slot.signals.refresh()
+            self._dispatch_book(slot)
 
     def _check_stale_books(self) -> None:
         """Re-sync LIVE books that have not changed within ``book_stale_after_ms``."""
@@ -381,11 +446,13 @@ class Engine:
             client[0].resync(slot.symbol, HealthReason.CROSSED, detail)
 
     def _dispatch_book(self, slot: MarketSlot) -> None:
-        if slot.runners and slot.book.health is BookHealth.LIVE:
+        book = slot.book
+        # A crossed book is never shown (a burst may leave one that _crossed could not re-sync).
+        if slot.runners and book.is_live and not book.is_crossed():
             self._dispatch_depth += 1
             try:
                 for runner in slot.runners:
-                    runner.book(slot.book)
+                    runner.book(book)
             finally:
                 self._dispatch_depth -= 1
             if self._pending and not self._dispatch_depth:
@@ -395,6 +462,8 @@ class Engine:
         slot = self.slots.get((ev.venue, ev.symbol))
         if slot is None:
             return
+        if self._pending_books:
+            self._flush_books()  # book updates before this trade reach strategies first
         if slot.signals is not None:
             slot.signals.on_trade(ev)
         if slot.runners:
@@ -410,6 +479,13 @@ class Engine:
     def _on_feed_status(self, ev: FeedStatus) -> None:
         slot = self.slots.get((ev.venue, ev.symbol))
         if slot is not None:
+            if slot.pending:
+                # Its own pending update is settled here: shown after the status when LIVE, else never.
+                slot.pending = False
+                if slot.signals is not None:
+                    slot.signals.refresh()
+            if self._pending_books:
+                self._flush_books()
             self._dispatch_depth += 1
             try:
                 for runner in slot.runners:
@@ -570,6 +646,8 @@ class Engine:
 
     def _deliver(self, event: OrderUpdate | Fill, *, from_executor: bool = True) -> None:
         """Hand a report to its strategy, and (executor reports only) to the observation hooks."""
+        if self._pending_books:
+            self._flush_books()  # the book updates that came before this report, first
         runner = self._runners.get(self._order_strategy.get(event.client_order_id, ""))
         self._dispatch_depth += 1
         try:
@@ -735,6 +813,8 @@ class Engine:
                 heapq.heappush(self._timers, (next_due, strategy, name, interval))
                 runner = self._runners.get(strategy)
                 if runner is not None:
+                    if self._pending_books:
+                        self._flush_books()
                     self._dispatch_depth += 1
                     try:
                         runner.timer(name, self.clock.time_ns())
