@@ -48,14 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bare_reference import (
-    START_MS,
-    SYMBOL,
-    exchange_info_body,
-    generate_frames,
-    run_bare,
-    snapshot_body,
-)
+from bare_reference import START_MS, SYMBOL, exchange_info_body, generate_frames, run_bare, snapshot_body
 
 from botframe.book import L2Book
 from botframe.clock import SimulatedClock
@@ -213,12 +206,33 @@ class ReplayRig:
                 journal.flush()
             self._next_flush_ns = event_time_ns + _FLUSH_EVERY_NS
 
-    def run(self, frames: Sequence[bytes], times_ns: Sequence[int]) -> float:
-        """Feed every frame; return the seconds taken."""
+    async def run(self, frames: Sequence[bytes], times_ns: Sequence[int], chunk_bytes: int = 65_536) -> float:
+        """Feed every frame as a connection would deliver them; return the seconds taken.
+
+        ``chunk_bytes > 0``: frames come in chunks of that many bytes (what one socket read hands the
+        WebSocket library), and the event loop runs between chunks, as it does between reads: the
+        engine shows each changed book to its strategies once per chunk. ``chunk_bytes == 0``: every
+        frame is shown to the strategies before the next one is fed (``Engine.flush_books`` per frame),
+        the cost of a feed slow enough that frames never queue up.
+        """
         feed = self.feed
+        flush = self.engine.flush_books
         t0 = time.perf_counter()
-        for frame, ts in zip(frames, times_ns, strict=True):
-            feed(frame, ts)
+        if chunk_bytes > 0:
+            size = 0
+            for frame, ts in zip(frames, times_ns, strict=True):
+                feed(frame, ts)
+                size += len(frame)
+                if size >= chunk_bytes:
+                    size = 0
+                    await asyncio.sleep(0)  # the loop turn between two reads: the engine flushes
+            await asyncio.sleep(0)
+        else:
+            for i, (frame, ts) in enumerate(zip(frames, times_ns, strict=True)):
+                feed(frame, ts)
+                flush()
+                if not i & 1023:
+                    await asyncio.sleep(0)  # let the engine's own (now empty) flush run now and then
         return time.perf_counter() - t0
 
     async def close(self) -> None:
@@ -229,10 +243,8 @@ class ReplayRig:
 
     def summary(self) -> str:
         e = self.engine
-        orders = e.orders.counts_by_status()
-        return (f"orders {sum(orders.values())} ({', '.join(f'{k.value} {v}' for k, v in orders.items())}), "
-                f"fills {e._fills}, denials {sum(e.gate.counts.values())}, "
-                f"journal rows {e.journal.written if e.journal else 0}")
+        return (f"orders {sum(e.orders.counts_by_status().values())}, fills {e._fills}, "
+                f"denials {sum(e.gate.counts.values())}, journal rows {e.journal.written if e.journal else 0}")
 
 
 def event_times(n: int, step_ms: int = 10) -> list[int]:
@@ -240,19 +252,24 @@ def event_times(n: int, step_ms: int = 10) -> list[int]:
     return [(START_MS + i * step_ms) * _NS_PER_MS for i in range(n)]
 
 
-async def run_botframe(frames: list[bytes], times: list[int]) -> tuple[float, ReplayRig]:
+async def run_botframe(frames: list[bytes], times: list[int], chunk_bytes: int) -> tuple[float, ReplayRig]:
     rig = await ReplayRig.start([SYMBOL], frames[:1])
     gc.collect()
     try:
-        elapsed = rig.run(frames[1:], times[1:])
+        elapsed = await rig.run(frames[1:], times[1:], chunk_bytes)
     finally:
         await rig.close()
     return elapsed, rig
 
 
 def components(frames: list[bytes], rig_signals: SignalSet | None) -> tuple[float, float]:
-    """Seconds for decode alone and for book apply + signals alone over ``frames`` (after the first)."""
+    """Seconds for decode alone and for book apply + signals alone over ``frames``.
+
+    Decode is the Binance plugin's own decoder; book + signals apply pre-decoded ``BookDelta``s to a
+    fresh book with the same ``SignalSet`` specs the engine built, ``on_delta`` after every delta.
+    """
     decode = _binance_parsing.FrameDecoder().decode
+    gc.collect()
     t0 = time.perf_counter()
     for f in frames:
         decode(f)
@@ -282,42 +299,60 @@ def components(frames: list[bytes], rig_signals: SignalSet | None) -> tuple[floa
     return t_decode, time.perf_counter() - t0
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(levels: int, n: int, repeat: int, chunk_bytes: int) -> None:
+    """Run botframe (bursts and per frame) and the bare reference ``repeat`` times each, interleaved."""
+    snapshot = snapshot_body()
+    frames = generate_frames(n, levels)
+    times = event_times(n)
+    best = {"burst": float("inf"), "frame": float("inf"), "bare": float("inf")}
+    rigs: dict[str, ReplayRig] = {}
+    pipe = None
+    for _ in range(repeat):
+        t_bare, pipe = run_bare(snapshot, frames[1:])
+        best["bare"] = min(best["bare"], t_bare)
+        for mode, chunk in (("burst", chunk_bytes), ("frame", 0)):
+            elapsed, rigs[mode] = asyncio.run(run_botframe(frames, times, chunk))
+            best[mode] = min(best[mode], elapsed)
+    assert pipe is not None
+    slot = next(iter(rigs["frame"].engine.slots.values()))
+    t_dec = t_book = float("inf")
+    for _ in range(repeat):
+        d, b = components(frames[1:], slot.signals)
+        t_dec, t_book = min(t_dec, d), min(t_book, b)
+    per = n - 1
+    us = 1e6 / per
+    bare_rate = per / best["bare"]
+    chunk_frames = chunk_bytes / (sum(map(len, frames)) / n)
+    print(f"e2e_replay, {levels} + {levels} levels, {per:,} frames, best of {repeat}:")
+    for mode, label in (("burst", f"botframe, {chunk_bytes // 1024} KiB bursts (~{chunk_frames:.0f} frames)"),
+                        ("frame", "botframe, strategy on every frame")):
+        rate = per / best[mode]
+        print(f"  {label:42s} {rate:>9,.0f} frames/s {best[mode] * us:6.2f} us/frame "
+              f"{rate / bare_rate:5.2f} x bare   {rigs[mode].summary()}")
+    print(f"  {'bare reference':42s} {bare_rate:>9,.0f} frames/s {best['bare'] * us:6.2f} us/frame "
+          f"{1.0:5.2f} x bare   orders {pipe.orders}")
+    signal_names = ", ".join(slot.signals.names) if slot.signals else "none"
+    print(f"  per frame: decode {t_dec * us:.2f} us + book & signals {t_book * us:.2f} us ({signal_names}) "
+          f"+ framework {(best['frame'] - t_dec - t_book) * us:.2f} us (strategy on every frame)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=100_000)
+    parser.add_argument("--frames", type=int, default=100_000, help="frames of 20 + 20 levels (2 + 2: 3x)")
     parser.add_argument("--levels", type=int, nargs="+", default=[20, 2])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile one botframe run; print the top")
+    parser.add_argument("--chunk-bytes", type=int, default=65_536, help="bytes per simulated socket read")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one run (strategy on every frame) with cProfile and print the top")
     args = parser.parse_args()
-    snapshot = snapshot_body()
     for levels in args.levels:
-        n = args.frames if levels >= 10 else args.frames * 3
-        frames = generate_frames(n, levels)
-        times = event_times(n)
-        best_bf = best_bare = float("inf")
-        rig: ReplayRig | None = None
-        for _ in range(args.repeat):
-            t_bare, pipe = run_bare(snapshot, frames)
-            best_bare = min(best_bare, t_bare)
-            t_bf, rig = asyncio.run(run_botframe(frames, times))
-            best_bf = min(best_bf, t_bf)
-        assert rig is not None
-        slot = next(iter(rig.engine.slots.values()))
-        t_dec, t_book = components(frames[1:], slot.signals)
-        per = len(frames) - 1
-        bf_rate = per / best_bf
-        bare_rate = len(frames) / best_bare
-        us = 1e6 / per
-        print(f"e2e_replay, {levels} + {levels} levels, {per:,} frames (best of {args.repeat}):")
-        print(f"  botframe          {bf_rate:>10,.0f} frames/s  {best_bf * us:6.2f} us/frame   {rig.summary()}")
-        print(f"  bare reference    {bare_rate:>10,.0f} frames/s  {best_bare * 1e6 / len(frames):6.2f} us/frame"
-              f"   orders {pipe.orders}")
-        print(f"  ratio             {bf_rate / bare_rate:>10.2f} x bare")
-        print(f"  breakdown: decode {t_dec * us:.2f} us + book & signals {t_book * us:.2f} us "
-              f"({', '.join(slot.signals.names) if slot.signals else 'none'}) "
-              f"+ framework {(best_bf - t_dec - t_book) * us:.2f} us")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory: {peak:.0f} MB (includes the generated frames)")
+        measure(levels, args.frames if levels >= 10 else args.frames * 3, args.repeat, args.chunk_bytes)
+    print(f"peak resident memory: {peak_rss_mb():.0f} MB (includes the generated frames)")
     if args.profile:
         import cProfile
         import pstats
@@ -329,10 +364,10 @@ def main() -> None:
             rig = await ReplayRig.start([SYMBOL], frames[:1])
             prof = cProfile.Profile()
             prof.enable()
-            rig.run(frames[1:], times[1:])
+            await rig.run(frames[1:], times[1:], 0)
             prof.disable()
             await rig.close()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 
         asyncio.run(profiled())
 
