@@ -363,7 +363,7 @@ class Engine:
             slot.pending = True
             self._pending_books.append(slot)
             if not self._flush_scheduled:
-                self._schedule_flush()
+                self._start_burst()
 
     def _book_changed(self, slot: MarketSlot) -> None:
         """Queue ``slot`` for its strategies (``_on_delta`` inlines this)."""
@@ -371,9 +371,14 @@ class Engine:
             slot.pending = True
             self._pending_books.append(slot)
             if not self._flush_scheduled:
-                self._schedule_flush()
+                self._start_burst()
 
-    def _schedule_flush(self) -> None:
+    def _start_burst(self) -> None:
+        """The first book change since the event loop was last idle: show it now, defer the rest.
+
+        A lone frame reaches its strategies at once (no loop turn on its latency); the book changes
+        that follow while the loop is still busy wait for one flush when it is idle again.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # driven synchronously (no event loop): there is no burst to wait for
@@ -381,6 +386,7 @@ class Engine:
             return
         self._flush_scheduled = True
         loop.call_soon(self._on_flush_due)
+        self._flush_books()
 
     def _on_flush_due(self) -> None:
         self._flush_scheduled = False

@@ -1,0 +1,135 @@
+"""Frame-to-decision latency at a paced 10,000 frames/s: p50, p99, p99.9 and max, botframe and the bare reference.
+
+The engine is built as in ``e2e_replay`` (settings and plugins, the Binance client's own frame handler,
+the imbalance strategy, risk gate, paper executor, journal; simulated clock at each frame's event
+time). Frames are handed over on a wall-clock schedule, one every 100 us, as a live connection at that
+rate delivers them: each frame arrives alone, so the engine shows the book to the strategy on the next
+turn of the event loop (its burst rule finds nothing else queued). The latency of a frame runs from the
+moment its bytes are handed to the client (``perf_counter_ns`` just before the handler is called) to
+the moment the strategy's ``on_book`` has returned, the decision made (an order submitted through risk
+gate and paper executor, or none). Frames whose book the strategy did not see (none here once LIVE)
+are not counted.
+
+The bare reference is paced the same way; its decision is inside its single per-frame call.
+
+Run: ``python benchmarks/latency.py [--frames N] [--rate 10000] [--levels 20 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bare_reference import SYMBOL, BarePipeline, generate_frames, snapshot_body
+from e2e_replay import ReplayRig, event_times, peak_rss_mb
+
+from botframe.book import L2Book
+
+__all__ = ["main", "percentiles"]
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    """p50, p99, p99.9 and max of ``samples_ns``, in microseconds."""
+    s = sorted(samples_ns)
+    n = len(s)
+
+    def at(q: float) -> float:
+        return s[min(n - 1, int(q * n))] / 1000
+
+    return {"p50": at(0.50), "p99": at(0.99), "p99.9": at(0.999), "max": s[-1] / 1000}
+
+
+class _DecisionClock:
+    """Stands in for a strategy runner: calls the real one, then notes when its decision was made."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self.decided_ns = 0
+
+    def book(self, book: L2Book) -> None:
+        self._runner.book(book)
+        self.decided_ns = time.perf_counter_ns()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner, name)
+
+
+def _wait_until(due_ns: int) -> None:
+    # Busy-wait: a sleep's wake-up jitter (tens of microseconds) is larger than what is measured.
+    clock = time.perf_counter_ns
+    while clock() < due_ns:
+        pass
+
+
+async def botframe_latencies(frames: list[bytes], interval_ns: int, warmup: int) -> tuple[list[int], ReplayRig]:
+    times = event_times(len(frames))
+    rig = await ReplayRig.start([SYMBOL], frames[:1])
+    slot = next(iter(rig.engine.slots.values()))
+    probe = _DecisionClock(slot.runners[0])
+    slot.runners[0] = probe  # type: ignore[assignment]  # a transparent stand-in
+    feed = rig.feed
+    clock = time.perf_counter_ns
+    out: list[int] = []
+    gc.collect()
+    next_due = clock() + interval_ns
+    try:
+        for i in range(1, len(frames)):
+            _wait_until(next_due)
+            next_due += interval_ns
+            probe.decided_ns = 0
+            t0 = clock()
+            feed(frames[i], times[i])
+            await asyncio.sleep(0)  # the loop turn after a frame: the engine's flush runs here
+            if probe.decided_ns and i > warmup:
+                out.append(probe.decided_ns - t0)
+    finally:
+        await rig.close()
+    return out, rig
+
+
+def bare_latencies(frames: list[bytes], interval_ns: int, warmup: int) -> list[int]:
+    pipe = BarePipeline(snapshot_body())
+    on_frame: Callable[[bytes], None] = pipe.on_frame
+    clock = time.perf_counter_ns
+    out: list[int] = []
+    gc.collect()
+    next_due = clock() + interval_ns
+    for i in range(1, len(frames)):
+        _wait_until(next_due)
+        next_due += interval_ns
+        t0 = clock()
+        on_frame(frames[i])
+        t1 = clock()
+        if i > warmup:
+            out.append(t1 - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=50_000)
+    parser.add_argument("--rate", type=int, default=10_000, help="frames per second")
+    parser.add_argument("--levels", type=int, nargs="+", default=[20, 2])
+    parser.add_argument("--warmup", type=int, default=1000, help="frames not counted at the start")
+    args = parser.parse_args()
+    interval_ns = 1_000_000_000 // args.rate
+    for levels in args.levels:
+        frames = generate_frames(args.frames, levels)
+        bf, rig = asyncio.run(botframe_latencies(frames, interval_ns, args.warmup))
+        bare = bare_latencies(frames, interval_ns, args.warmup)
+        print(f"latency, {levels} + {levels} levels, {args.rate:,} frames/s, {len(bf):,} frames "
+              f"(frame bytes in hand -> strategy decision made), microseconds:")
+        for label, samples in (("botframe", bf), ("bare reference", bare)):
+            p = percentiles(samples)
+            print(f"  {label:16s} p50 {p['p50']:7.1f}   p99 {p['p99']:7.1f}   p99.9 {p['p99.9']:7.1f}   "
+                  f"max {p['max']:8.1f}")
+        print(f"  botframe run: {rig.summary()}")
+    print(f"peak resident memory: {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
