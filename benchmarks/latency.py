@@ -70,7 +70,7 @@ async def botframe_latencies(frames: list[bytes], interval_ns: int, warmup: int)
     rig = await ReplayRig.start([SYMBOL], frames[:1])
     slot = next(iter(rig.engine.slots.values()))
     probe = _DecisionClock(slot.runners[0])
-    slot.runners[0] = probe  # type: ignore[assignment]  # a transparent stand-in
+    slot.runners[0] = probe  # type: ignore[call-overload]  # a transparent stand-in
     feed = rig.feed
     clock = time.perf_counter_ns
     out: list[int] = []
