@@ -192,7 +192,9 @@ class Engine:
         self._venues: list[tuple[str, VenueClient, _VenueContext]] = []
         self._venue_clients: dict[str, tuple[VenueClient, _VenueContext]] = {}
         self._runners: dict[str, StrategyRunner] = {}
-        self._order_strategy: dict[str, str] = {}
+        # Strategy of each denied intent until its REJECTED update is delivered (tracked orders carry
+        # their own strategy; a map of every order ever sent would grow for the whole run).
+        self._denied_strategy: dict[str, str] = {}
         self._timers: list[tuple[int, str, str, int]] = []  # (due_ns, strategy, name, interval_ns)
         self._dispatch_depth = 0
         # Reports waiting for the running strategy callback to return: (event, from an executor).
@@ -293,7 +295,6 @@ class Engine:
             if cid in kept and intent is not None:
                 order = self.orders.add(intent)
                 order.filled_quantity = update.filled_quantity
-                self._order_strategy[cid] = intent.strategy
                 if update.status is not OrderStatus.NEW:
                     self.orders.apply(update)
                 continue
@@ -554,7 +555,7 @@ class Engine:
         denials = self.gate.check(intent)
         if denials:
             reason = "; ".join(f"{d.check}: {d.reason}" for d in denials)
-            self._order_strategy[intent.client_order_id] = intent.strategy
+            self._denied_strategy[intent.client_order_id] = intent.strategy
             rejected = OrderUpdate(
                 client_order_id=intent.client_order_id, venue=intent.venue, symbol=intent.symbol,
                 status=OrderStatus.REJECTED, side=intent.side, quantity=intent.quantity,
@@ -566,7 +567,6 @@ class Engine:
                 self._deliver(rejected, from_executor=False)
             return False
         self.orders.add(intent)
-        self._order_strategy[intent.client_order_id] = intent.strategy
         self.executor.submit(intent)
         return True
 
@@ -614,7 +614,6 @@ class Engine:
         if self.gate.check(intent):
             return None
         self.orders.add(intent)
-        self._order_strategy[new_id] = strategy
         self.executor.replace(client_order_id, new_id, quantity=intent.quantity, price=intent.price)
         return new_id
 
@@ -654,7 +653,13 @@ class Engine:
         """Hand a report to its strategy, and (executor reports only) to the observation hooks."""
         if self._pending_books:
             self._flush_books()  # the book updates that came before this report, first
-        runner = self._runners.get(self._order_strategy.get(event.client_order_id, ""))
+        cid = event.client_order_id
+        order = self.orders.get(cid)
+        if order is not None:
+            strategy = order.strategy
+        else:
+            strategy = self._denied_strategy.pop(cid, "") if not from_executor else ""
+        runner = self._runners.get(strategy)
         self._dispatch_depth += 1
         try:
             if isinstance(event, Fill):
