@@ -30,8 +30,10 @@ What is compared with the truth, and when:
   exchange clock one interval per step (:class:`MarketClock`), so each update's ``timestamp`` names its
   step, and records the true top ``depth`` levels after every step. A snapshot carries no timestamp;
   its truth is the state after one of the recorded steps, searched newest first. A book found wrong
-  right after an apply and then caught by that frame's checksum is counted (``caught_by_checksum``):
-  strategies would have been handed it as LIVE (see the report), but it is not a LIVE mismatch.
+  right after an apply and then caught by that frame's checksum is counted (``caught_by_checksum``),
+  not a mismatch: the engine shows books to strategies only at the end of a burst, after the frame's
+  checksum, but its per-event consumers (the paper executor, the per-event part of the signals) do see
+  that state as LIVE for a moment.
   Binance-style corruption (a wrong size with no checksum) is undetectable by any client, so it is
   injected only where the protocol can see it: Kraken.
 """
@@ -50,8 +52,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+import aiohttp
 import pytest
 import structlog
+from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -687,6 +691,49 @@ class FrameInjectingProxy:
         await dst.close()
 
 
+class RestShim:
+    """An HTTP server in front of the simulator's REST API that can refuse depth requests with a status.
+
+    The simulator answers 429 and 500, which are worth retrying; the shim answers what is not (a 403
+    from a firewall, a 400 during maintenance), to show the client still gets its book back.
+    """
+
+    def __init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self._upstream = ""
+        self._refusals: list[int] = []
+        self.refused = 0
+
+    async def start(self, upstream_base: str) -> str:
+        self._upstream = upstream_base
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def refuse_depth(self, status: int, times: int) -> None:
+        """Answer the next ``times`` depth requests with ``status``."""
+        self._refusals += [status] * times
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.path.endswith("/depth") and self._refusals:
+            self.refused += 1
+            return web.Response(status=self._refusals.pop(0), text='{"code":-2015,"msg":"refused by the shim"}')
+        timeout = aiohttp.ClientTimeout(total=WAIT_SECS)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(self._upstream + request.path_qs) as answer,
+        ):
+            return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+
+
 # -- a run ----------------------------------------------------------------------------------------------------
 
 
@@ -735,12 +782,14 @@ class ChaosRun:
         clock: MarketClock | None = None,
         client_settings: Mapping[str, Any] | None = None,
         proxy: bool = False,
+        rest_shim: bool = False,
     ) -> None:
         self.protocol = protocol
         self.logs = LogRecorder()
         self.clock = clock if clock is not None else MarketClock()
         self._client_settings = dict(client_settings or {})
         self.proxy = FrameInjectingProxy() if proxy else None
+        self.rest_shim = RestShim() if rest_shim else None
         self.sim = SimServer(sim_settings(protocol, faults, seed), clock=self.clock, log=self.logs.logger("sim"))
         self.symbols = [s.symbol for s in self.sim.settings.symbols]
         self.kraken_depth = kraken_depth
@@ -758,11 +807,14 @@ class ChaosRun:
         ws_base = self.sim.ws_url
         if self.proxy is not None:
             ws_base = await self.proxy.start(ws_base)
+        rest_base = self.sim.rest_url
+        if self.rest_shim is not None:
+            rest_base = await self.rest_shim.start(rest_base)
         endpoints = Endpoints()
         log = self.logs.logger("client")
         if self.protocol == "binance":
             endpoints.set("binance.ws", ws_base)
-            endpoints.set("binance.rest", self.sim.rest_url)
+            endpoints.set("binance.rest", rest_base)
             self.ctx = CheckingContext("binance", endpoints, BinanceTruth(self.sim), log,
                                        verified_by_checksum=False)
             values: dict[str, Any] = {
@@ -809,6 +861,8 @@ class ChaosRun:
         finally:
             if self.proxy is not None:
                 await self.proxy.stop()
+            if self.rest_shim is not None:
+                await self.rest_shim.stop()
             await self.sim.stop()
 
     @property
@@ -1095,6 +1149,22 @@ async def test_snapshot_slower_than_the_timeout_is_counted_and_fetched_again() -
         ctx.finish()
 
     assert ctx.counts["snapshot_retries"] >= 1
+    assert ctx.mismatches() == []
+
+
+async def test_snapshot_refused_with_a_status_not_worth_retrying_is_fetched_again_later() -> None:
+    async with chaos_run("binance", FaultSettings(), rest_shim=True) as run:
+        ctx = run.context
+        assert run.rest_shim is not None
+        await run.until_all_live()
+
+        run.rest_shim.refuse_depth(403, times=2)
+        run.client.resync("BTC/USDT", HealthReason.STALE, "asked by the test")
+        await run.until_all_live("BTC/USDT LIVE again after two refused snapshots")
+        ctx.finish()
+
+    assert run.rest_shim.refused == 2
+    assert ctx.counts["snapshot_errors"] == 2
     assert ctx.mismatches() == []
 
 

@@ -16,9 +16,11 @@ Every reconnect sends every book of that connection back to SYNCING and through 
 Besides the books' health, the client counts through ``VenueContext.count``: ``parse_errors``, ``gaps``,
 ``snapshot_requests``, ``snapshot_retries`` and ``snapshot_retries_<cause>`` (``rate_limited``,
 ``server_error``, ``timeout``, ``connection``: see ``botframe.streams.retry_cause``),
-``snapshot_fetches_abandoned`` (a newer resync or a reconnect made a fetch in flight moot), and each
-connection's ``reconnects``, ``stale_timeouts``, ``closed_by_peer``, ``connection_lost``. Per-book sync
-counters (snapshots too old, diffs ignored as already applied...) are in :meth:`book_counters`.
+``snapshot_errors`` (answers not worth retrying at once, such as a 403: fetched again after the backoff
+delays, so a book never stays out of sync for good), ``snapshot_fetches_abandoned`` (a newer resync or
+a reconnect made a fetch in flight moot), and each connection's ``reconnects``, ``stale_timeouts``,
+``closed_by_peer``, ``connection_lost``. Per-book sync counters (snapshots too old, diffs ignored as
+already applied...) are in :meth:`book_counters`.
 """
 
 from __future__ import annotations
@@ -372,7 +374,8 @@ class BinanceDataClient:
         self.context.count(f"snapshot_retries_{retry_cause(error)}", symbol)
 
     async def _fetch_snapshot(self, feed: _SymbolFeed, request: NeedSnapshot, delay_secs: float) -> None:
-        """Fetch until a readable snapshot arrives (the REST client retries transient failures)."""
+        """Fetch until a readable snapshot arrives (the REST client retries transient failures; others,
+        and unreadable answers, are asked again after the feed's backoff delays)."""
         rest = self._rest
         assert rest is not None, "snapshots are requested only while run() holds the REST client"
         clock = self.context.clock
@@ -391,11 +394,15 @@ class BinanceDataClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Fatal for this symbol (the REST client already retried what could be retried).
+                # Not worth an immediate retry (a 403 from a firewall, a 400 in maintenance): but giving up
+                # would leave the book out of sync until the next reconnect, which may never come. Ask
+                # again after the backoff delays (up to their cap), saying so each time.
+                delay = next(feed.delays)
                 self.context.count("snapshot_errors", symbol)
-                self._log.error("depth snapshot failed; the book stays out of sync", symbol=symbol,
-                                error=repr(exc))
-                return
+                self._log.error("depth snapshot failed; fetching again later", symbol=symbol,
+                                error=repr(exc)[:_FRAME_EXCERPT_CHARS], delay_secs=round(delay, 3))
+                await clock.sleep(delay)
+                continue
             try:
                 snap = decode_depth_snapshot(body)
                 break
