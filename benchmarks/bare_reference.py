@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import random
 import time
 from bisect import bisect_left, insort
+from collections.abc import Iterator
 
 import msgspec
 
@@ -42,6 +44,7 @@ __all__ = [
     "BarePipeline",
     "exchange_info_body",
     "generate_frames",
+    "iter_diff_bodies",
     "run_bare",
     "snapshot_body",
 ]
@@ -86,45 +89,58 @@ def generate_frames(n: int, levels: int, *, seed: int = 7, step_ms: int = 10, sy
 
     Event time ``E`` is ``START_MS + i * step_ms`` for the ``i``-th frame.
     """
-    rng = random.Random(seed)
-    mid = _MID_TICKS  # best bid mid - 1 at most, best ask mid + 1 at least
-    bids = {mid - 1 - i for i in range(BOOK_LEVELS)}
-    asks = {mid + 1 + i for i in range(BOOK_LEVELS)}
-    mean = 60.0 if levels >= 10 else 6.0  # small diffs touch the levels near the touch
     head = f'{{"stream":"{symbol.lower()}@depth@100ms","data":{{"e":"depthUpdate","E":'
     frames = []
     u = first_update_id - 1
-    for i in range(n):
+    for i, (updates, body) in enumerate(itertools.islice(iter_diff_bodies(levels, seed=seed), n)):
+        first = u + 1
+        u = first + updates - 1
+        frames.append(f'{head}{START_MS + i * step_ms},"s":"{symbol}","U":{first},"u":{u},{body}}}}}'.encode())
+    return frames
+
+
+def iter_diff_bodies(levels: int, *, seed: int = 7, mean_revert: bool = False) -> Iterator[tuple[int, str]]:
+    """Endless diffs as ``(updates folded in, '"b":[..],"a":[..]')``: the part of a frame after ``u``.
+
+    With ``mean_revert`` the mid is pulled back toward its start and no level is touched farther than
+    the snapshot reaches, so a book fed for hours keeps about its 1000 levels per side instead of
+    collecting the levels a wandering mid leaves behind.
+    """
+    rng = random.Random(seed)
+    start = mid = _MID_TICKS  # best bid mid - 1 at most, best ask mid + 1 at least
+    bids = {mid - 1 - i for i in range(BOOK_LEVELS)}
+    asks = {mid + 1 + i for i in range(BOOK_LEVELS)}
+    mean = 60.0 if levels >= 10 else 6.0  # small diffs touch the levels near the touch
+    reach = BOOK_LEVELS - 1 if mean_revert else BOOK_LEVELS + 200  # farthest level touched, in ticks
+    while True:
         b: dict[int, int] = {}
         a: dict[int, int] = {}
         r = rng.random()
-        if r < 0.05:  # mid up a tick: asks at or below it go away in this frame
+        up = 0.05 - (0.002 * (mid - start) if mean_revert else 0.0)
+        if r < up:  # mid up a tick: asks at or below it go away in this frame
             mid += 1
             for t in [t for t in asks if t <= mid]:
                 a[t] = 0
                 asks.discard(t)
-        elif r < 0.10:
+        elif up <= r < 0.10:
             mid -= 1
             for t in [t for t in bids if t >= mid]:
                 b[t] = 0
                 bids.discard(t)
         while len(b) < levels:
-            t = mid - 1 - min(int(rng.expovariate(1 / mean)), BOOK_LEVELS + 200)
+            t = mid - 1 - min(int(rng.expovariate(1 / mean)), reach)
             q = 0 if rng.random() < 0.25 else rng.randint(1, 5000)
             b[t] = q
             (bids.add if q else bids.discard)(t)
         while len(a) < levels:
-            t = mid + 1 + min(int(rng.expovariate(1 / mean)), BOOK_LEVELS + 200)
+            t = mid + 1 + min(int(rng.expovariate(1 / mean)), reach)
             q = 0 if rng.random() < 0.25 else rng.randint(1, 5000)
             a[t] = q
             (asks.add if q else asks.discard)(t)
-        first = u + 1
-        u = first + rng.randint(0, 3)  # Binance folds several updates into one diff
+        updates = 1 + rng.randint(0, 3)  # Binance folds several updates into one diff
         bl = ",".join(f'["{_px(t)}","{_qty(q)}"]' for t, q in b.items())
         al = ",".join(f'["{_px(t)}","{_qty(q)}"]' for t, q in a.items())
-        frames.append(f'{head}{START_MS + i * step_ms},"s":"{symbol}","U":{first},"u":{u},'
-                      f'"b":[{bl}],"a":[{al}]}}}}'.encode())
-    return frames
+        yield updates, f'"b":[{bl}],"a":[{al}]'
 
 
 # -- the bare pipeline ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import io
 import multiprocessing
 import os
@@ -32,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bare_reference import exchange_info_body, generate_frames, run_bare, snapshot_body
-from e2e_replay import config_text
+from bare_reference import SYMBOL, exchange_info_body, generate_frames, run_bare, snapshot_body
+from e2e_replay import ReplayRig, config_text, event_times
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -172,12 +173,68 @@ async def transport_only(port: int, frames_n: int) -> float:
     return time.perf_counter() - started
 
 
+def _picows() -> Any:
+    """The picows module when it is installed (an optional, faster WebSocket client), else None."""
+    try:
+        return importlib.import_module("picows")
+    except ImportError:
+        return None
+
+
+async def picows_run(port: int, frames_n: int, handler: Any) -> float:
+    """Seconds for a picows client to receive frames 1..n, each handed to ``handler(bytes)``."""
+    picows = _picows()
+    received = 0
+    started = 0.0
+    done = asyncio.get_running_loop().create_future()
+
+    base: Any = picows.WSListener
+
+    class Listener(base):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            nonlocal received, started
+            if frame.msg_type is not picows.WSMsgType.TEXT:
+                return
+            received += 1
+            if received == 1:
+                started = time.perf_counter()
+            handler(frame.get_payload_as_bytes())
+            if received == frames_n and not done.done():
+                done.set_result(None)
+
+    transport, _client = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}/stream?bare=1")
+    try:
+        await asyncio.wait_for(done, timeout=300)
+    finally:
+        transport.disconnect()
+    return time.perf_counter() - started
+
+
+async def picows_pipeline(port: int, frames: list[bytes]) -> float:
+    """The engine of ``e2e_replay`` (Binance client's frame handler) fed by a picows client instead."""
+    rig = await ReplayRig.start([SYMBOL], frames[:1])
+    times = event_times(len(frames))
+    index = 0
+    feed = rig.feed
+
+    def handler(frame: bytes) -> None:
+        nonlocal index
+        feed(frame, times[index])  # the server sends frame 0 again: the sync machine drops it as stale
+        index += 1
+
+    try:
+        return await picows_run(port, len(frames), handler)
+    finally:
+        await rig.close()
+
+
 def measure(levels: int, frames_n: int, repeat: int) -> None:
     frames = generate_frames(frames_n, levels)
     last_u = _last_update_id(frames[-1])
     mp = multiprocessing.get_context("spawn")
-    best_engine = best_transport = best_bare = float("inf")
+    best_engine = best_transport = best_bare = best_picows = best_picows_pipeline = float("inf")
     engine: Engine | None = None
+    with_picows = _picows() is not None
     for _ in range(repeat):
         ports: Any = mp.Queue()
         server = mp.Process(target=serve_forever, args=(ports, frames_n, levels), daemon=True)
@@ -188,6 +245,9 @@ def measure(levels: int, frames_n: int, repeat: int) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 elapsed, engine = asyncio.run(run_engine(port, last_u, Path(tmp)))
             best_engine = min(best_engine, elapsed)
+            if with_picows:
+                best_picows = min(best_picows, asyncio.run(picows_run(port, frames_n, len)))
+                best_picows_pipeline = min(best_picows_pipeline, asyncio.run(picows_pipeline(port, frames)))
         finally:
             server.terminate()
             server.join()
@@ -203,6 +263,12 @@ def measure(levels: int, frames_n: int, repeat: int) -> None:
           f"journal rows {engine.journal.written if engine.journal else 0}")
     print(f"  transport only (recv + count)    {per / best_transport:>10,.0f} frames/s  "
           f"{best_transport / per * 1e6:6.2f} us/frame")
+    if with_picows:
+        print(f"  transport only, picows           {frames_n / best_picows:>10,.0f} frames/s  "
+              f"{best_picows / frames_n * 1e6:6.2f} us/frame")
+        rate_p = frames_n / best_picows_pipeline
+        print(f"  pipeline on picows (prototype)   {rate_p:>10,.0f} frames/s  {1e6 / rate_p:6.2f} us/frame  "
+              f"{rate_p / bare_rate:5.2f} x bare   (e2e_replay's engine fed by a picows client)")
     print(f"  bare reference (in process)      {bare_rate:>10,.0f} frames/s  {1e6 / bare_rate:6.2f} us/frame")
 
 

@@ -77,8 +77,12 @@ def unified(venue_symbol: str) -> str:
     return f"{venue_symbol.removesuffix('USDT')}/USDT"
 
 
-def config_text(symbols: Sequence[str], journal_path: Path, *, fsync: str = "batch") -> str:
-    """The TOML config of a replay: Binance spot, the imbalance strategy on every symbol, paper, journal."""
+def config_text(symbols: Sequence[str], journal_path: Path, *, fsync: str = "batch",
+                entry_threshold: float = 0.4) -> str:
+    """The TOML config of a replay: Binance spot, the imbalance strategy on every symbol, paper, journal.
+
+    ``entry_threshold = 1.0`` makes a strategy that reads every book and signal but never trades.
+    """
     names = ", ".join(f'"{unified(s)}"' for s in symbols)
     return f"""
 mode = "paper"
@@ -107,7 +111,7 @@ stale_after_ms = 0
 venue = "binance"
 symbols = [{names}]
 levels = 10
-entry_threshold = 0.4
+entry_threshold = {entry_threshold}
 exit_threshold = 0.1
 order_qty = "0.01"
 max_position = "0.05"
@@ -158,12 +162,13 @@ class ReplayRig:
         self._next_flush_ns = 0
 
     @classmethod
-    async def start(cls, symbols: Sequence[str], first_frames: Sequence[bytes], *,
-                    fsync: str = "batch", log_stream: Any = None) -> ReplayRig:
+    async def start(cls, symbols: Sequence[str], first_frames: Sequence[bytes], *, fsync: str = "batch",
+                    log_stream: Any = None, entry_threshold: float = 0.4) -> ReplayRig:
         """Build and start the engine for ``symbols``; ``first_frames`` (one per symbol) make them LIVE."""
         workdir = Path(tempfile.mkdtemp(prefix="botframe-e2e-"))
         config = workdir / "config.toml"
-        config.write_text(config_text(symbols, workdir / "journal.sqlite", fsync=fsync))
+        config.write_text(config_text(symbols, workdir / "journal.sqlite", fsync=fsync,
+                                      entry_threshold=entry_threshold))
         configure_logging("info", stream=log_stream if log_stream is not None else _DEVNULL)
         plugins = PluginSystem()
         plugins.load_entry_points()
@@ -262,11 +267,25 @@ async def run_botframe(frames: list[bytes], times: list[int], chunk_bytes: int) 
     return elapsed, rig
 
 
-def components(frames: list[bytes], rig_signals: SignalSet | None) -> tuple[float, float]:
-    """Seconds for decode alone and for book apply + signals alone over ``frames``.
+class _Counted:
+    """Counts the calls of one bound method (how often the engine refreshed the signals)."""
 
-    Decode is the Binance plugin's own decoder; book + signals apply pre-decoded ``BookDelta``s to a
-    fresh book with the same ``SignalSet`` specs the engine built, ``on_delta`` after every delta.
+    def __init__(self, method: Callable[[], None]) -> None:
+        self._method = method
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self._method()
+
+
+def components(frames: list[bytes], rig_signals: SignalSet | None) -> tuple[float, float, float]:
+    """Seconds for decode alone, book apply alone and the signals alone over ``frames``.
+
+    Decode is the Binance plugin's own decoder. The book applies pre-decoded ``BookDelta``s to a fresh
+    book with the same ``SignalSet`` specs the engine built (the per-event ``note_delta`` included, and
+    the depth trackers the specs keep); the signals are the rest of ``on_delta`` (``refresh``), timed on
+    their own after every delta.
     """
     decode = _binance_parsing.FrameDecoder().decode
     gc.collect()
@@ -282,21 +301,24 @@ def components(frames: list[bytes], rig_signals: SignalSet | None) -> tuple[floa
     book = L2Book("binance", "BTC/USDT")
     snapshot = _binance_parsing.book_snapshot(snap, "binance", "BTC/USDT", START_MS * _NS_PER_MS)
     book.apply_snapshot(snapshot)
-    signals = SignalSet(book, rig_signals.specs) if rig_signals is not None else None
-    if signals is not None:
-        signals.on_snapshot(snapshot)
+    signals = SignalSet(book, rig_signals.specs if rig_signals is not None else [])
+    signals.on_snapshot(snapshot)
     apply = book.apply_delta
+    note = signals.note_delta
+    refresh = signals.refresh
+    clock = time.perf_counter
+    t_book = t_signals = 0.0
     gc.collect()
-    t0 = time.perf_counter()
-    if signals is not None:
-        on_delta = signals.on_delta
-        for d in deltas:
-            apply(d)
-            on_delta(d)
-    else:
-        for d in deltas:
-            apply(d)
-    return t_decode, time.perf_counter() - t0
+    for d in deltas:
+        t0 = clock()
+        apply(d)
+        note(d)
+        t1 = clock()
+        refresh()
+        t2 = clock()
+        t_book += t1 - t0
+        t_signals += t2 - t1
+    return t_decode, t_book, t_signals
 
 
 def peak_rss_mb() -> float:
@@ -310,6 +332,7 @@ def measure(levels: int, n: int, repeat: int, chunk_bytes: int) -> None:
     frames = generate_frames(n, levels)
     times = event_times(n)
     best = {"burst": float("inf"), "frame": float("inf"), "bare": float("inf")}
+    refreshes = {"burst": 0, "frame": 0}
     rigs: dict[str, ReplayRig] = {}
     pipe = None
     for _ in range(repeat):
@@ -319,11 +342,13 @@ def measure(levels: int, n: int, repeat: int, chunk_bytes: int) -> None:
             elapsed, rigs[mode] = asyncio.run(run_botframe(frames, times, chunk))
             best[mode] = min(best[mode], elapsed)
     assert pipe is not None
+    for mode, chunk in (("burst", chunk_bytes), ("frame", 0)):
+        refreshes[mode] = asyncio.run(count_refreshes(frames, times, chunk))
     slot = next(iter(rigs["frame"].engine.slots.values()))
-    t_dec = t_book = float("inf")
+    t_dec = t_book = t_sig = float("inf")
     for _ in range(repeat):
-        d, b = components(frames[1:], slot.signals)
-        t_dec, t_book = min(t_dec, d), min(t_book, b)
+        d, b, g = components(frames[1:], slot.signals)
+        t_dec, t_book, t_sig = min(t_dec, d), min(t_book, b), min(t_sig, g)
     per = n - 1
     us = 1e6 / per
     bare_rate = per / best["bare"]
@@ -337,8 +362,27 @@ def measure(levels: int, n: int, repeat: int, chunk_bytes: int) -> None:
     print(f"  {'bare reference':42s} {bare_rate:>9,.0f} frames/s {best['bare'] * us:6.2f} us/frame "
           f"{1.0:5.2f} x bare   orders {pipe.orders}")
     signal_names = ", ".join(slot.signals.names) if slot.signals else "none"
-    print(f"  per frame: decode {t_dec * us:.2f} us + book & signals {t_book * us:.2f} us ({signal_names}) "
-          f"+ framework {(best['frame'] - t_dec - t_book) * us:.2f} us (strategy on every frame)")
+    print(f"  alone, per frame: decode {t_dec * us:.2f} us, book apply {t_book * us:.2f} us, "
+          f"signals {t_sig * 1e6 / per:.2f} us per refresh ({signal_names})")
+    for mode in ("burst", "frame"):
+        share = refreshes[mode] / per
+        rest = best[mode] - t_dec - t_book - t_sig * share
+        print(f"  framework beyond decode + book + signals, {mode + ':':6s} {rest * us:5.2f} us/frame "
+              f"(signals refreshed on {share:.1%} of frames)")
+
+
+async def count_refreshes(frames: list[bytes], times: list[int], chunk: int) -> int:
+    """One more run, not timed: how many times the engine refreshed the signals (flushed the book)."""
+    rig = await ReplayRig.start([SYMBOL], frames[:1])
+    slot = next(iter(rig.engine.slots.values()))
+    assert slot.signals is not None
+    counter = _Counted(slot.signals.refresh)
+    slot.signals.refresh = counter  # type: ignore[method-assign]
+    try:
+        await rig.run(frames[1:], times[1:], chunk)
+    finally:
+        await rig.close()
+    return counter.calls
 
 
 def main() -> None:
