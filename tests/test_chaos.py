@@ -1208,6 +1208,27 @@ async def test_malformed_binance_frame_is_logged_cut_counted_skipped_and_its_boo
     assert ctx.mismatches() == []
 
 
+async def test_malformed_binance_trade_frame_is_counted_and_skipped_and_no_book_resyncs() -> None:
+    frame = ('{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":7,"p":"60000.01",'
+             '"q":"a lot","T":1,"m":true}}')
+    async with chaos_run("binance", FaultSettings(), proxy=True) as run:
+        ctx = run.context
+        assert run.proxy is not None
+        await run.until_all_live()
+
+        await run.proxy.inject(frame)
+        await run.step_until(lambda: ctx.counts["parse_errors"] == 1, "the frame is counted", max_steps=2_000,
+                             pace_secs=SETTLE_STEP_SECS)
+        await run.settle()
+        ctx.finish()
+        left_live = {s: dict(ctx.watches[s].left_live) for s in run.symbols}
+
+    logged = [r for r in run.logs.recent if r["event"] == "unreadable frame skipped"]
+    assert [r["frame"] for r in logged] == [frame]
+    assert left_live == {"BTC/USDT": {}, "ETH/USDT": {}}  # a trade is not part of a book
+    assert ctx.mismatches() == []
+
+
 def _kraken_malformed(kind: str, best_bid: float) -> str:
     """A frame of one malformation about BTC/USD; the ones that parse would change the best bid's size."""
     level = f'{{"price":{best_bid!r},"qty":123.0}}'
