@@ -88,7 +88,7 @@ async def soak_one(chaos: ModuleType, protocol: str, seconds: float, seed: int) 
     await run.start()
     started = time.monotonic()
     try:
-        await run.step_until(run.all_live, "every book LIVE at first", max_steps=2_000)
+        await run.until_all_live("every book LIVE at first")
         end = started + seconds
         while time.monotonic() < end:
             await run.step()

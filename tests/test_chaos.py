@@ -50,7 +50,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -67,14 +67,12 @@ from botframe.streams import BackoffSettings, StreamCounters
 from botframe.venues import Endpoints, Instrument, VenueClient
 from botframe_plugins.binance.config import BinanceSettings
 from botframe_plugins.binance.data import BinanceDataClient
-from botframe_plugins.sim.config import FaultSettings, SimSettings, SimSymbolSettings
+from botframe_plugins.sim.config import FaultSettings, SimSettings, SimSymbolSettings, VenueProtocol
 from botframe_plugins.sim.faults import FaultKind
 from botframe_plugins.sim.model import SymbolModel
 from botframe_plugins.sim.server import KRAKEN_PATH, SimServer
 
 pytestmark = pytest.mark.timeout(120)
-
-Protocol = Literal["binance", "kraken"]
 
 #: Limit on any single wait of the harness; a wait that runs out fails the test with what it waited for.
 WAIT_SECS = 20.0
@@ -364,18 +362,17 @@ def describe_difference(book: L2Book, bids: list[Level], asks: list[Level]) -> s
     return "; ".join(parts)
 
 
-class Truth:
-    """Where a venue's books are judged: the true book behind a client book, or None if unknowable."""
+class Truth(Protocol):
+    """Where a venue's books are judged."""
 
     def expected(self, symbol: str, book: L2Book) -> tuple[list[Level], list[Level]] | None:
-        raise NotImplementedError  # pragma: no cover
+        """The true (bids, asks) behind the client's ``book`` as it stands, or None if unknowable."""
 
     def latest(self, symbol: str) -> tuple[list[Level], list[Level]]:
         """The true book (as the client should hold it) after the simulator's last step."""
-        raise NotImplementedError  # pragma: no cover
 
 
-class BinanceTruth(Truth):
+class BinanceTruth:
     """Binance books carry the update id: the truth is the whole true book at ``book.last_seq``."""
 
     def __init__(self, sim: SimServer) -> None:
@@ -392,7 +389,7 @@ class BinanceTruth(Truth):
         return t.levels(state.bids), t.levels(state.asks)
 
 
-class KrakenTruth(Truth):
+class KrakenTruth:
     """Kraken books carry no id: the truth of an update is the recorded top ``depth`` of its step.
 
     :meth:`record` runs right after each ``step_once`` (before any await), so the recording is what the
@@ -737,7 +734,7 @@ class RestShim:
 # -- a run ----------------------------------------------------------------------------------------------------
 
 
-def sim_settings(protocol: Protocol, faults: FaultSettings, seed: int = 42) -> SimSettings:
+def sim_settings(protocol: VenueProtocol, faults: FaultSettings, seed: int = 42) -> SimSettings:
     """A simulator for one protocol with two symbols."""
     if protocol == "binance":
         symbols = [
@@ -774,7 +771,7 @@ class ChaosRun:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: VenueProtocol,
         faults: FaultSettings,
         *,
         seed: int = 42,
@@ -991,7 +988,7 @@ def vars_of(obj: object) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def chaos_run(protocol: Protocol, faults: FaultSettings, **kwargs: Any) -> AsyncIterator[ChaosRun]:
+async def chaos_run(protocol: VenueProtocol, faults: FaultSettings, **kwargs: Any) -> AsyncIterator[ChaosRun]:
     run = ChaosRun(protocol, faults, **kwargs)
     await run.start()
     try:
