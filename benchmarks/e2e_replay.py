@@ -199,6 +199,7 @@ class ReplayRig:
         not_live = [k for k, s in engine.slots.items() if s.book.health is not BookHealth.LIVE]
         if not_live:
             raise RuntimeError(f"books not LIVE after start-up: {not_live}")
+        engine._freeze_startup_heap()  # as Engine._start does last
         return rig
 
     def feed(self, frame: bytes, event_time_ns: int) -> None:
@@ -241,6 +242,9 @@ class ReplayRig:
         return time.perf_counter() - t0
 
     async def close(self) -> None:
+        if self.engine._heap_frozen:
+            gc.unfreeze()
+            self.engine._heap_frozen = False
         await self.engine.executor.stop()
         if self.engine.journal is not None:
             self.engine.journal.close()

@@ -17,6 +17,7 @@ crash, marks the run failed and asks for a clean shutdown, so one failing task n
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import signal
 import sys
@@ -203,6 +204,7 @@ class Engine:
         # a flush is scheduled on the event loop (see _flush_books).
         self._pending_books: deque[MarketSlot] = deque()
         self._flush_scheduled = False
+        self._heap_frozen = False
         self._started_ns = 0
         self._health_at_stop: dict[tuple[str, str], BookHealth] = {}
         self._fills = 0
@@ -753,6 +755,18 @@ class Engine:
             self.spawn(self._journal_flush_loop(), name="journal-flush")
         for sub in self.bus.slow_subscribers:
             self.spawn(sub.drain_forever(), name=f"slow:{sub.name}")
+        self._freeze_startup_heap()
+
+    def _freeze_startup_heap(self) -> None:
+        """Keep the cycle collector off what start-up built (modules, plugins, settings, ccxt).
+
+        A full collection walks every tracked object: about 60 ms with the 240,000 objects of 100
+        Binance symbols, a pause a strategy would see whenever the collector decides to run one.
+        Frozen objects are never walked again; they are unfrozen when the run ends.
+        """
+        gc.collect()
+        gc.freeze()
+        self._heap_frozen = True
 
     async def _wait_for_stop(self) -> None:
         duration = self.settings.duration_secs
@@ -789,6 +803,9 @@ class Engine:
                                  open_orders=[o.client_order_id for o in self.orders.open_orders(None, None)])
 
     async def _close(self) -> None:
+        if self._heap_frozen:
+            gc.unfreeze()  # what start-up built may be collected again once this run is over
+            self._heap_frozen = False
         try:
             await self.executor.stop()
         except Exception as exc:
