@@ -387,9 +387,11 @@ class Engine:
         except RuntimeError:  # driven synchronously (no event loop): there is no burst to wait for
             self._flush_books()
             return
-        self._flush_scheduled = True
-        loop.call_soon(self._on_flush_due)
-        self._flush_books()
+        self._flush_scheduled = True  # first: book events that this flush causes are deferred
+        try:
+            self._flush_books()
+        finally:
+            loop.call_soon(self._on_flush_due)  # after the decision, not on its latency
 
     def _on_flush_due(self) -> None:
         self._flush_scheduled = False
