@@ -73,12 +73,14 @@ class MarketSlot:
     ``Engine._flush_books``).
     """
 
-    __slots__ = ("book", "pending", "runners", "signals", "symbol", "venue")
+    __slots__ = ("book", "pending", "pre_applied", "runners", "signals", "symbol", "venue")
 
     def __init__(self, venue: str, symbol: str) -> None:
         self.venue = venue
         self.symbol = symbol
         self.book = L2Book(venue, symbol)
+        # Book events a venue applied early to verify them (VenueContext.apply), oldest first.
+        self.pre_applied: deque[BookSnapshot | BookDelta] = deque()
         self.signals: SignalSet | None = None
         self.runners: list[StrategyRunner] = []
         self.pending = False
@@ -104,6 +106,14 @@ class RunSummary:
     strategy_errors: dict[str, int] = field(default_factory=dict)
 
 
+def _was_pre_applied(pre_applied: deque[BookSnapshot | BookDelta], ev: BookSnapshot | BookDelta) -> bool:
+    """Whether a venue already applied ``ev`` to verify it; forgets events it applied but never published."""
+    while pre_applied:
+        if pre_applied.popleft() is ev:
+            return True
+    return False
+
+
 class _VenueContext:
     """The engine's implementation of :class:`botframe.venues.VenueContext` for one venue."""
 
@@ -127,6 +137,15 @@ class _VenueContext:
 
     def book(self, symbol: str) -> L2Book:
         return self._engine.slot(self.venue, symbol).book
+
+    def apply(self, event: BookSnapshot | BookDelta) -> L2Book:
+        slot = self._engine.slot(self.venue, event.symbol)
+        if isinstance(event, BookDelta):
+            slot.book.apply_delta(event)
+        else:
+            slot.book.apply_snapshot(event)
+        slot.pre_applied.append(event)
+        return slot.book
 
     def add_instrument(self, instrument: Instrument) -> None:
         self._engine.instruments[(instrument.venue, instrument.symbol)] = instrument
@@ -342,7 +361,8 @@ class Engine:
         if slot is None:
             return
         book = slot.book
-        book.apply_snapshot(ev)
+        if not (slot.pre_applied and _was_pre_applied(slot.pre_applied, ev)):
+            book.apply_snapshot(ev)
         if book.is_crossed():
             self._crossed(slot)
             return
@@ -355,7 +375,8 @@ class Engine:
         if slot is None:
             return
         book = slot.book
-        book.apply_delta(ev)
+        if not (slot.pre_applied and _was_pre_applied(slot.pre_applied, ev)):
+            book.apply_delta(ev)
         if book.is_crossed():
             self._crossed(slot)
             return

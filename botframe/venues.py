@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .events import BookHealth, Event, HealthReason
+from .events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason
 
 if TYPE_CHECKING:
     import structlog
@@ -83,6 +83,14 @@ class VenueContext(Protocol):
 
     def publish(self, event: Event) -> None:
         """Put a market event on the bus; book events are applied to the book before this returns."""
+
+    def apply(self, event: BookSnapshot | BookDelta) -> L2Book:
+        """Apply a book event to the engine's book WITHOUT anyone seeing it yet; returns the book.
+
+        For venues that verify a book after each change (checksums): apply, verify, then ``publish``
+        the same event, which is not applied twice. An event that fails verification is simply never
+        published (move the book to RESYNCING instead): no strategy, signal or executor saw it.
+        """
 
     def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
         """Move a book's health; publishes a ``FeedStatus`` when it changes."""

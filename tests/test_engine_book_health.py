@@ -122,3 +122,30 @@ async def test_crossed_book_is_hidden_from_strategies_and_resynced(tmp_path: Pat
     assert book is not None
     assert not book.is_crossed()
     assert book.counters.crossed == 1
+
+
+async def test_a_pre_applied_event_is_applied_once_and_a_failed_one_is_seen_by_nobody(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('duration_secs = 30\n[journal]\nenabled = false\n[venues.scripted]\n'
+                      '[strategies.watch]\nvenue = "scripted"\nsymbols = ["BTC/USDT"]\n')
+    plugins = PluginSystem()
+    plugins.load_entry_points()
+    plugins.register(ScriptedPlugin(), "scripted")
+    engine = Engine(load_settings(config, plugins), plugins, out=io.StringIO(), live_view=False)
+    ctx = engine._venue_clients["scripted"][1]
+    seen: list[BookDelta] = []
+    engine.bus.subscribe(BookDelta, seen.append)
+    snap = BookSnapshot(venue="scripted", symbol="BTC/USDT", bids=[(100.0, 1.0)], asks=[(101.0, 1.0)])
+    ctx.publish(snap)
+    good = BookDelta(venue="scripted", symbol="BTC/USDT", bids=[(100.0, 3.0)], asks=[])
+    bad = BookDelta(venue="scripted", symbol="BTC/USDT", bids=[(99.0, 5.0)], asks=[])
+    after = BookDelta(venue="scripted", symbol="BTC/USDT", bids=[(98.0, 1.0)], asks=[])
+
+    book = ctx.apply(good)  # verified by the venue, then published
+    ctx.publish(good)
+    ctx.apply(bad)  # fails the venue's verification: never published
+    ctx.publish(after)  # an ordinary event after it is applied normally
+
+    assert book.bids() == [(100.0, 3.0), (99.0, 5.0), (98.0, 1.0)]
+    assert seen == [good, after]
+    assert not engine.slots[("scripted", "BTC/USDT")].pre_applied
