@@ -8,7 +8,8 @@ turn of the event loop (its burst rule finds nothing else queued). The latency o
 moment its bytes are handed to the client (``perf_counter_ns`` just before the handler is called) to
 the moment the strategy's ``on_book`` has returned, the decision made (an order submitted through risk
 gate and paper executor, or none). Frames whose book the strategy did not see (none here once LIVE)
-are not counted.
+are not counted. The figures are also split by whether the decision sent an order: an order is
+journaled and committed (SQLite) before the risk gate sees it, which sets the tail.
 
 The bare reference is paced the same way; its decision is inside its single per-frame call.
 
@@ -65,15 +66,19 @@ def _wait_until(due_ns: int) -> None:
         pass
 
 
-async def botframe_latencies(frames: list[bytes], interval_ns: int, warmup: int) -> tuple[list[int], ReplayRig]:
+async def botframe_latencies(frames: list[bytes], interval_ns: int,
+                             warmup: int) -> tuple[list[int], list[int], ReplayRig]:
+    """Latencies of frames whose decision sent no order, and of frames whose decision sent one."""
     times = event_times(len(frames))
     rig = await ReplayRig.start([SYMBOL], frames[:1])
     slot = next(iter(rig.engine.slots.values()))
     probe = _DecisionClock(slot.runners[0])
     slot.runners[0] = probe  # type: ignore[call-overload]  # a transparent stand-in
     feed = rig.feed
+    gate = rig.engine.gate
     clock = time.perf_counter_ns
     out: list[int] = []
+    with_order: list[int] = []
     gc.collect()
     next_due = clock() + interval_ns
     try:
@@ -81,14 +86,15 @@ async def botframe_latencies(frames: list[bytes], interval_ns: int, warmup: int)
             _wait_until(next_due)
             next_due += interval_ns
             probe.decided_ns = 0
+            intents = gate.checked
             t0 = clock()
             feed(frames[i], times[i])
-            await asyncio.sleep(0)  # the loop turn after a frame: the engine's flush runs here
+            await asyncio.sleep(0)  # the loop turn after a frame: an end-of-burst flush would run here
             if probe.decided_ns and i > warmup:
-                out.append(probe.decided_ns - t0)
+                (with_order if gate.checked != intents else out).append(probe.decided_ns - t0)
     finally:
         await rig.close()
-    return out, rig
+    return out, with_order, rig
 
 
 def bare_latencies(frames: list[bytes], interval_ns: int, warmup: int) -> list[int]:
@@ -119,13 +125,15 @@ def main() -> None:
     interval_ns = 1_000_000_000 // args.rate
     for levels in args.levels:
         frames = generate_frames(args.frames, levels)
-        bf, rig = asyncio.run(botframe_latencies(frames, interval_ns, args.warmup))
+        quiet, ordering, rig = asyncio.run(botframe_latencies(frames, interval_ns, args.warmup))
         bare = bare_latencies(frames, interval_ns, args.warmup)
-        print(f"latency, {levels} + {levels} levels, {args.rate:,} frames/s, {len(bf):,} frames "
+        print(f"latency, {levels} + {levels} levels, {args.rate:,} frames/s, {len(quiet) + len(ordering):,} frames "
               f"(frame bytes in hand -> strategy decision made), microseconds:")
-        for label, samples in (("botframe", bf), ("bare reference", bare)):
+        rows = (("botframe", quiet + ordering), ("  no order sent", quiet),
+                (f"  order sent ({len(ordering)})", ordering), ("bare reference", bare))
+        for label, samples in rows:
             p = percentiles(samples)
-            print(f"  {label:16s} p50 {p['p50']:7.1f}   p99 {p['p99']:7.1f}   p99.9 {p['p99.9']:7.1f}   "
+            print(f"  {label:22s} p50 {p['p50']:7.1f}   p99 {p['p99']:7.1f}   p99.9 {p['p99.9']:7.1f}   "
                   f"max {p['max']:8.1f}")
         print(f"  botframe run: {rig.summary()}")
     print(f"peak resident memory: {peak_rss_mb():.0f} MB")
