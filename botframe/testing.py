@@ -43,25 +43,34 @@ How it follows the engine (``botframe/engine.py``), and where it differs on purp
 (``botframe_plugins.sim.model``) into events without a server, for runs of many simulated minutes
 that are deterministic to the last digit.
 
+:class:`RecordingVenueContext` is the engine's side of a venue plugin for the plugin's own tests: the
+whole :class:`~botframe.venues.VenueContext` protocol over real :class:`~botframe.book.L2Book` objects,
+applying book events the way the engine does (``apply`` first, then ``publish`` without applying twice),
+with a record of what was published, what was applied but never published, health changes and counters.
+Pass a real :class:`~botframe.bus.EventBus` to see published events as the engine's subscribers would.
+
 This module uses the bundled paper engine, risk checks and simulator model on purpose (they ship in
 the same distribution); the core never imports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import importlib
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
+import structlog
 from pydantic import BaseModel
 
 from .book import L2Book
-from .clock import Clock, SimulatedClock
+from .bus import EventBus
+from .clock import Clock, LiveClock, SimulatedClock
 from .events import (
     BookDelta,
     BookHealth,
@@ -86,11 +95,15 @@ from .portfolio import Portfolio
 from .risk import RiskContext, RiskGate, RiskSettings, TradingStateMachine
 from .signals import SignalSet, SignalSpec
 from .strategy import Number, OrderRouter, PnL, Strategy, StrategyContext, StrategyRunner, StrategySettings
-from .venues import Instrument
+from .venues import Endpoints, Instrument
+
+if TYPE_CHECKING:
+    from .venues import VenueContext
 
 __all__ = [
     "START_NS",
     "HarnessSummary",
+    "RecordingVenueContext",
     "SimulatedMarket",
     "StrategyHarness",
     "book",
@@ -836,3 +849,151 @@ class SimulatedMarket:
                         asks=[(float(spec.price(p)), float(spec.qty(q))) for p, q in st.asks],
                         first_seq=st.first_update_id, last_seq=st.last_update_id,
                         exchange_ts_ns=ts, receive_ts_ns=ts)
+
+
+# -- the engine's side of a venue plugin, for the plugin's tests ---------------------------------------------
+
+
+class RecordingVenueContext:
+    """A :class:`~botframe.venues.VenueContext` for venue plugins' tests, applying book events as the engine does.
+
+    ``apply(event)`` changes the book at once and remembers the event; ``publish(event)`` of that same
+    event (the same object) does not apply it again, as ``Engine._on_delta`` does not; any other book
+    event is applied when published. Only published events count as seen: they are appended to
+    ``events`` and handed to ``bus`` (a real :class:`~botframe.bus.EventBus`, when given), so a test can
+    subscribe to ``BookDelta`` / ``BookSnapshot`` exactly as the engine's book keeper, signals, strategies
+    and the paper executor do. :meth:`unpublished` lists what was applied but never published (what a
+    venue withheld because it failed verification).
+
+    Also recorded: ``statuses`` (each :class:`~botframe.events.FeedStatus` a health change produced, also
+    published on ``bus``), ``instruments``, ``counts`` (per name) and ``symbol_counts`` (per symbol and
+    name), and ``crossed_after_event`` (book events published onto a crossed book, which the engine would
+    hide from strategies and have re-synced). :meth:`wait_until` waits for any of these to change::
+
+        ctx = RecordingVenueContext("kraken", bus=EventBus())
+        client = KrakenDataClient(settings, ctx)
+        ...
+        await ctx.wait_until(lambda: ctx.book("BTC/USD").is_live)
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        *,
+        clock: Clock | None = None,
+        endpoints: Endpoints | None = None,
+        bus: EventBus | None = None,
+        log: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> None:
+        self.venue = venue
+        self.clock: Clock = clock if clock is not None else LiveClock()
+        self.log: structlog.typing.FilteringBoundLogger = (
+            log if log is not None else get_logger("botframe.venue", venue=venue))
+        self.endpoints = endpoints if endpoints is not None else Endpoints()
+        self.bus = bus
+        self.books: dict[str, L2Book] = {}
+        #: Every event published, in order (book events, trades...).
+        self.events: list[Event] = []
+        #: Every book event applied ahead of publishing it (``apply``), in order, published or not.
+        self.applied: list[BookSnapshot | BookDelta] = []
+        self.statuses: list[FeedStatus] = []
+        self.instruments: dict[str, Instrument] = {}
+        self.counts: Counter[str] = Counter()
+        self.symbol_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.crossed_after_event = 0
+        self._pre_applied: defaultdict[str, deque[BookSnapshot | BookDelta]] = defaultdict(deque)
+        self._published_ids: set[int] = set()  # ids of published events (``events`` keeps them alive)
+        self._changed = asyncio.Event()
+
+    # -- VenueContext ----------------------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> L2Book:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = L2Book(self.venue, symbol)
+        return book
+
+    def apply(self, event: BookSnapshot | BookDelta) -> L2Book:
+        book = self.book(event.symbol)
+        _apply(book, event)
+        self._pre_applied[event.symbol].append(event)
+        self.applied.append(event)
+        self._changed.set()
+        return book
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, BookSnapshot | BookDelta):
+            book = self.book(event.symbol)
+            if not self._was_pre_applied(event):
+                _apply(book, event)
+            if book.is_crossed():
+                self.crossed_after_event += 1
+        self.events.append(event)
+        self._published_ids.add(id(event))
+        if self.bus is not None:
+            self.bus.publish(event)
+        self._changed.set()
+
+    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
+        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
+        if status is not None:
+            self.statuses.append(status)
+            if self.bus is not None:
+                self.bus.publish(status)
+        self._changed.set()
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        self.instruments[instrument.symbol] = instrument
+
+    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
+        self.counts[name] += n
+        if symbol:
+            self.symbol_counts[symbol][name] += n
+        self._changed.set()
+
+    # -- reading what happened -------------------------------------------------------------------------------
+
+    def unpublished(self) -> list[BookSnapshot | BookDelta]:
+        """Book events applied (``apply``) but never published: nobody downstream of the venue saw them."""
+        published = self._published_ids
+        return [e for e in self.applied if id(e) not in published]
+
+    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
+        """Each health move of ``symbol``'s book, as (new health, reason)."""
+        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
+
+    def trades(self) -> list[Trade]:
+        """The trades published, in order."""
+        return [e for e in self.events if isinstance(e, Trade)]
+
+    def poke(self) -> None:
+        """Wake :meth:`wait_until` (a test whose predicate reads something this context does not see change)."""
+        self._changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Return once ``predicate()`` holds, checked after each change recorded here; ``TimeoutError`` after
+        ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _was_pre_applied(self, event: BookSnapshot | BookDelta) -> bool:
+        # As the engine: events applied before this one but never published are forgotten here.
+        pending = self._pre_applied.get(event.symbol)
+        while pending:
+            if pending.popleft() is event:
+                return True
+        return False
+
+
+def _apply(book: L2Book, event: BookSnapshot | BookDelta) -> None:
+    if isinstance(event, BookDelta):
+        book.apply_delta(event)
+    else:
+        book.apply_snapshot(event)
+
+
+if TYPE_CHECKING:
+    # The type checker proves the recording context implements the whole protocol the engine's does.
+    _RECORDING_IS_A_VENUE_CONTEXT: type[VenueContext] = RecordingVenueContext
