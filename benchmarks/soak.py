@@ -135,7 +135,8 @@ def report(chaos: ModuleType, outcome: Outcome) -> list[str]:
         print(f"  {symbol:<9} time not LIVE {not_live / 1e9:7.2f} s of {span / 1e9:.0f} s "
               f"({100 * not_live / span:.1f} %), truth checks {w.checks}, mismatches {len(w.mismatches)}"
               + (f", wrong after apply but caught by the frame's checksum {w.caught_by_checksum}"
-                 f", right but checksum wrong {w.checksum_false_alarms}" if run.protocol == "kraken" else ""))
+                 f", right but checksum wrong {w.checksum_false_alarms}"
+                 f", verified before publishing and held back {w.held_back}" if run.protocol == "kraken" else ""))
     mismatches = ctx.mismatches()
     final_ok = outcome.final_ok
     lost = len(mismatches) + (0 if final_ok else 1)

@@ -33,7 +33,9 @@ What is compared with the truth, and when:
   right after an apply and then caught by that frame's checksum is counted (``caught_by_checksum``),
   not a mismatch: the engine shows books to strategies only at the end of a burst, after the frame's
   checksum, but its per-event consumers (the paper executor, the per-event part of the signals) do see
-  that state as LIVE for a moment.
+  that state as LIVE for a moment. A client that verifies before it publishes (``VenueContext.apply``,
+  then ``publish``) has every published state compared at once, and what it applied but never
+  published is counted (``held_back``).
   Binance-style corruption (a wrong size with no checksum) is undetectable by any client, so it is
   injected only where the protocol can see it: Kraken.
 """
@@ -450,6 +452,8 @@ class BookWatch:
     caught_by_checksum: int = 0  # wrong right after an apply, then caught by the same frame's checksum
     checksum_false_alarms: int = 0  # right, but the frame's checksum was the wrong one
     pending: str | None = None  # Kraken: the state applied last, not yet verified ("" = it was right)
+    pre_applied: deque[BookSnapshot | BookDelta] = field(default_factory=deque)  # VenueContext.apply
+    held_back: int = 0  # applied by the venue to verify, then never published (it failed)
     left_live: Counter[HealthReason] = field(default_factory=Counter)
     live_since_ns: int | None = None
     live_ns: int = 0
@@ -545,6 +549,29 @@ class CheckingContext:
             w = self.watches[symbol] = BookWatch(L2Book(self.venue, symbol))
         return w
 
+    def apply(self, event: BookSnapshot | BookDelta) -> L2Book:
+        """Apply without publishing, for a venue that verifies first (as ``Engine``'s context does)."""
+        w = self._watch(event.symbol)
+        if w.pending is not None:
+            self._settle_pending(w, caught=False)
+        self._apply_to_book(w.book, event)
+        w.pre_applied.append(event)
+        return w.book
+
+    @staticmethod
+    def _apply_to_book(book: L2Book, event: BookSnapshot | BookDelta) -> None:
+        if isinstance(event, BookSnapshot):
+            book.apply_snapshot(event)
+        else:
+            book.apply_delta(event)
+
+    def _was_pre_applied(self, w: BookWatch, event: BookSnapshot | BookDelta) -> bool:
+        while w.pre_applied:
+            if w.pre_applied.popleft() is event:
+                return True
+            w.held_back += 1
+        return False
+
     def _on_book_event(self, event: BookSnapshot | BookDelta) -> None:
         w = self._watch(event.symbol)
         book = w.book
@@ -552,10 +579,10 @@ class CheckingContext:
             self.journal.append(event)
         if w.pending is not None:
             self._settle_pending(w, caught=False)
-        if isinstance(event, BookSnapshot):
-            book.apply_snapshot(event)
-        else:
-            book.apply_delta(event)
+        # A pre-applied event was verified by the venue before it was published: check it at once.
+        verified = bool(w.pre_applied) and self._was_pre_applied(w, event)
+        if not verified:
+            self._apply_to_book(book, event)
         self._changed.set()
         if book.is_crossed():
             self.counts["crossed_books"] += 1
@@ -571,7 +598,7 @@ class CheckingContext:
             return
         if not book.is_live:
             return
-        if self.verified_by_checksum:
+        if self.verified_by_checksum and not verified:
             w.pending = self._difference(w)
         else:
             self._compare(w, "after applying an event")
@@ -626,6 +653,33 @@ class CheckingContext:
                     await self._changed.wait()
         except TimeoutError:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}") from None
+
+
+def test_harness_applies_a_verified_event_once_and_checks_it_at_once() -> None:
+    sim = SimServer(sim_settings("binance", FaultSettings()), clock=MarketClock())
+    ctx = CheckingContext("binance", Endpoints(), BinanceTruth(sim), LogRecorder().logger("test"),
+                          verified_by_checksum=True)
+    state = sim.model.symbol("BTC/USDT").state()
+    levels = TruthLevels(sim.model.symbol("BTC/USDT"))
+    snap = BookSnapshot(venue="binance", symbol="BTC/USDT", bids=levels.levels(state.bids),
+                        asks=levels.levels(state.asks), sequence=state.update_id)
+    wrong = BookDelta(venue="binance", symbol="BTC/USDT", bids=[(snap.bids[0][0], 99.0)], asks=[],
+                      first_seq=state.update_id, last_seq=state.update_id)
+    ctx.set_health("BTC/USDT", BookHealth.SYNCING, HealthReason.SUBSCRIBED)
+    ctx.publish(snap)
+    ctx.set_health("BTC/USDT", BookHealth.LIVE, HealthReason.SNAPSHOT)
+
+    book = ctx.apply(wrong)  # the venue's check fails: never published
+    ctx.set_health("BTC/USDT", BookHealth.RESYNCING, HealthReason.CHECKSUM)
+    ctx.set_health("BTC/USDT", BookHealth.SYNCING, HealthReason.SUBSCRIBED)
+    assert ctx.apply(snap) is book
+    ctx.publish(snap)  # verified: applied once, held back the failed one
+    ctx.set_health("BTC/USDT", BookHealth.LIVE, HealthReason.SNAPSHOT)
+
+    w = ctx.watches["BTC/USDT"]
+    assert w.held_back == 1
+    assert w.book.counters.snapshots == 2  # the initial one and the verified one, not three
+    assert ctx.mismatches() == []
 
 
 # -- a proxy that slips crafted frames in ------------------------------------------------------------------------
