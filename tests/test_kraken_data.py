@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,19 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from botframe.book import L2Book, kraken_checksum
-from botframe.clock import LiveClock, SimulatedClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.book import kraken_checksum
+from botframe.bus import EventBus
+from botframe.clock import SimulatedClock
+from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext
+from botframe.venues import Endpoints
 from botframe_plugins.kraken import plugin
 from botframe_plugins.kraken.config import KRAKEN_V1_URL, KRAKEN_V2_URL, KrakenSettings
 from botframe_plugins.kraken.data import KrakenDataClient
@@ -145,69 +145,57 @@ def detectable_removal(original: list[str], pair: str, start: int) -> tuple[int,
     raise AssertionError("no detectable removal")
 
 
+def v1_states(frames: list[str], pair: str, depth: int = 1000) -> dict[int, tuple[list[Level], list[Level]]]:
+    """The true top 10 levels of ``pair``'s book after each of its book frames, by index in ``frames``."""
+    out: dict[int, tuple[list[Level], list[Level]]] = {}
+    book = ReferenceBook(depth)
+    for i, frame in enumerate(frames):
+        if not frame.endswith(f'"{pair}"]') or not frame.startswith("["):
+            continue
+        msg = json.loads(frame)
+        if not str(msg[-2]).startswith("book"):
+            continue
+        parts = msg[1:-2]
+        if "as" in parts[0] or "bs" in parts[0]:
+            book = ReferenceBook(depth)
+            book.apply(book.asks, parts[0].get("as", []))
+            book.apply(book.bids, parts[0].get("bs", []))
+        else:
+            for part in parts:
+                book.apply(book.asks, part.get("a", []))
+                book.apply(book.bids, part.get("b", []))
+        book.truncate()
+        out[i] = book.top()
+    return out
+
+
+def detectable_alteration(original: list[str], pair: str, start: int) -> tuple[int, str]:
+    """(index, frame): the first update of ``pair`` from the ``start``-th on whose first level, given a wrong
+    size, makes the book disagree with the frame's own checksum (a level below the top 10 would not)."""
+    for i in [i for i, f in enumerate(original) if is_book_update(f, pair)][start:]:
+        msg = json.loads(original[i])
+        part = msg[1]
+        level = part["a" if "a" in part else "b"][0]
+        level[1] = "77.00000000" if level[1] != "77.00000000" else "78.00000000"
+        altered = json.dumps(msg)
+        frames = [f for f in original[:i] if f.endswith(f'"{pair}"]')] + [altered]
+        book = v1_reference(frames, 1000)[pair]
+        if kraken_checksum(book.sorted_asks(), book.sorted_bids()) != int(msg[-3]["c"]):
+            return i, altered
+    raise AssertionError("no detectable alteration")
+
+
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and records everything."""
-
-    def __init__(self, endpoints: Endpoints | None = None) -> None:
-        self.venue = "kraken"
-        self.clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = endpoints or Endpoints()
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self.crossed_after_event = 0
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book(event.symbol).apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book(event.symbol).apply_delta(event)
-        if isinstance(event, BookSnapshot | BookDelta) and self.book(event.symbol).is_crossed():
-            self.crossed_after_event += 1
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    def trades(self) -> list[Trade]:
-        return [e for e in self.events if isinstance(e, Trade)]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+def recording_context(endpoints: Endpoints | None = None) -> RecordingVenueContext:
+    """The engine's side: real L2Books, apply-then-publish as the engine does, everything recorded."""
+    return RecordingVenueContext("kraken", endpoints=endpoints)
 
 
 @dataclass
 class Running:
-    ctx: RecordingContext
+    ctx: RecordingVenueContext
     client: KrakenDataClient
 
     def matched(self) -> int:
@@ -218,9 +206,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_client(settings: KrakenSettings, ctx: RecordingContext | None = None) -> AsyncIterator[Running]:
+async def running_client(settings: KrakenSettings, ctx: RecordingVenueContext | None = None) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
-    ctx = ctx or RecordingContext()
+    ctx = ctx or recording_context()
     client = KrakenDataClient(settings, ctx)
     task = asyncio.create_task(client.run())
     try:
@@ -514,6 +502,43 @@ async def test_v1_corrupted_checksum_resyncs_only_that_book(shared_data: Path) -
         assert (book.bids(10), book.asks(10)) == v1_reference(original, 1000)["ETH/CHF"].top()
 
 
+async def test_v1_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its_book_resyncs(
+    shared_data: Path,
+) -> None:
+    original = server_frames(shared_data / BOOK_CAPTURE)
+    at, altered = detectable_alteration(original, "ETH/CHF", 5)
+    script = Script(original).take(range(at)).altered(at, altered).wait(2).take(range(at + 1, len(original)))
+    truth = v1_states(original, "ETH/CHF")
+    bus = EventBus()
+    ctx = RecordingVenueContext("kraken", bus=bus)
+    seen: list[tuple[type, list[Level], list[Level]]] = []  # what the engine's subscribers would read
+
+    def see(event: BookSnapshot | BookDelta) -> None:
+        if event.symbol == "ETH/CHF":
+            book = ctx.book("ETH/CHF")
+            seen.append((type(event), book.bids(10), book.asks(10)))
+
+    bus.subscribe(BookSnapshot, see)
+    bus.subscribe(BookDelta, see)
+
+    async with _scripted(shared_data, script) as server, running_client(
+        v1_settings(server.url, server.http_url, trades=False), ctx
+    ) as running:
+        await ctx.wait_until(lambda: running.matched() == 4269 - 1)
+
+        assert running.failed() == 1
+        [withheld] = ctx.unpublished()
+        assert withheld.symbol == "ETH/CHF"
+        assert ctx.transitions("ETH/CHF")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.CHECKSUM),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+    # Every book state a subscriber read after an update is the exchange's own; the wrong one never was.
+    updates = [i for i in truth if is_book_update(original[i], "ETH/CHF")]
+    assert [(bids, asks) for kind, bids, asks in seen if kind is BookDelta] == [truth[i] for i in updates if i != at]
+    assert [kind for kind, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
+
+
 async def test_v1_malformed_frames_are_logged_cut_counted_and_resync_their_book(
     shared_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -590,7 +615,7 @@ async def test_v1_refusals_heartbeats_and_maintenance_are_logged_not_fatal(
 async def test_unknown_symbol_stops_start_up_with_the_unified_spelling(shared_data: Path) -> None:
     async with replaying(shared_data / BOOK_CAPTURE, shared_data / ASSET_PAIRS) as server:
         client = KrakenDataClient(v1_settings(server.url, server.rest_url, symbols=["XBT/CHF"]),
-                                  RecordingContext())
+                                  recording_context())
 
         with pytest.raises(UnknownSymbolError, match="did you mean 'BTC/CHF'"):
             async with asyncio.timeout(10):
@@ -776,7 +801,7 @@ async def simulated() -> AsyncIterator[tuple[SimServer, Running]]:
     endpoints.set("kraken.ws", sim.kraken_url)
     settings = v2_settings("simulator", "", symbols=["BTC/USD", "ETH/USD"])
     try:
-        async with running_client(settings, RecordingContext(endpoints)) as running:
+        async with running_client(settings, recording_context(endpoints)) as running:
             await running.ctx.wait_until(lambda: all(
                 s in running.ctx.books and running.ctx.books[s].is_live for s in ("BTC/USD", "ETH/USD")))
             yield sim, running
@@ -900,13 +925,13 @@ def test_plugin_registers_the_kraken_venue() -> None:
     entry = registry.get("kraken")
     assert entry is not None
     assert entry.settings_model is KrakenSettings
-    client = entry.factory(KrakenSettings(symbols=["ETH/USD"]), RecordingContext())
+    client = entry.factory(KrakenSettings(symbols=["ETH/USD"]), recording_context())
     assert isinstance(client, KrakenDataClient)
     assert client.symbols == ["ETH/USD"]
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = KrakenDataClient(KrakenSettings(ws_url="simulator", rest_url=""), RecordingContext())
+    client = KrakenDataClient(KrakenSettings(ws_url="simulator", rest_url=""), recording_context())
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()

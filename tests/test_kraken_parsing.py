@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from botframe.book import L2Book, kraken_checksum
+from botframe.book import kraken_book_checksum, kraken_book_checksum_from_precision, kraken_checksum
+from botframe.bus import EventBus
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason, Side
+from botframe.testing import RecordingVenueContext
 from botframe_plugins.kraken.parsing import (
     FrameError,
     Heartbeat,
@@ -240,21 +242,26 @@ def test_asset_pairs_map_unified_names_to_both_protocol_names(shared_data: Path)
 
 
 class Harness:
-    """A BookSync publishing into a local L2Book, as the engine would apply the events."""
+    """A BookSync over the engine-like recording context: apply, verify, publish onto a real EventBus."""
 
     def __init__(self, depth: int = 10, price_decimals: int | None = None, qty_decimals: int | None = None) -> None:
-        self.book = L2Book("kraken", SYMBOL)
-        self.events: list[Event] = []
-        self.sync = BookSync("kraken", SYMBOL, self.book, self.publish, depth=depth,
-                             price_decimals=price_decimals, qty_decimals=qty_decimals)
+        self.bus = EventBus()
+        self.ctx = RecordingVenueContext("kraken", bus=self.bus)
+        self.book = self.ctx.book(SYMBOL)
+        #: What the bus's book subscribers saw: each event with the book's top levels at that moment.
+        self.seen: list[tuple[Event, list[tuple[float, float]], list[tuple[float, float]]]] = []
+        self.bus.subscribe(BookSnapshot, self._see)
+        self.bus.subscribe(BookDelta, self._see)
+        self.sync = BookSync("kraken", SYMBOL, self.book, apply=self.ctx.apply, publish=self.ctx.publish,
+                             depth=depth, price_decimals=price_decimals, qty_decimals=qty_decimals)
         self.sync.subscribed()
 
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book.apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book.apply_delta(event)
-        self.events.append(event)
+    @property
+    def events(self) -> list[Event]:
+        return self.ctx.events
+
+    def _see(self, event: BookSnapshot | BookDelta) -> None:
+        self.seen.append((event, self.book.bids(10), self.book.asks(10)))
 
     def healths(self) -> list[tuple[BookHealth, HealthReason]]:
         return [(o.health, o.reason) for o in self.sync.outputs if isinstance(o, HealthChange)]
@@ -295,6 +302,74 @@ def test_checksum_mismatch_resyncs_and_drops_updates_until_the_next_snapshot() -
     assert h.sync.awaiting_snapshot
     h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
     assert h.healths()[-1] == (BookHealth.LIVE, HealthReason.SNAPSHOT)
+
+
+def test_v1_update_failing_its_checksum_is_applied_to_verify_but_never_published() -> None:
+    h = Harness()
+    h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
+    good = ("99.9", "3.00000000")
+    h.sync.on_text_update([good], [], text_checksum(ASKS, [BIDS[0], good]), 0, 0)
+
+    h.sync.on_text_update([("99.8", "7.00000000")], [], 12345, 0, 0)  # its checksum is corrupted
+
+    [bad] = h.ctx.unpublished()
+    assert bad.bids == [(99.8, 7.0)]
+    assert [type(e) for e, _, _ in h.seen] == [BookSnapshot, BookDelta]  # the snapshot and the good update
+    assert all(e is not bad and (99.8, 7.0) not in bids for e, bids, _ in h.seen)
+    assert h.healths()[-1] == (BookHealth.RESYNCING, HealthReason.CHECKSUM)
+    assert len(h.resubscriptions()) == 1
+
+
+def test_v1_book_changed_by_a_refused_update_is_replaced_by_the_next_snapshot() -> None:
+    h = Harness()
+    h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
+    h.sync.on_text_update([("99.8", "7.00000000")], [], 12345, 0, 0)
+
+    h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
+
+    assert h.book.bids() == [(100.0, 1.0), (99.9, 2.0)]
+    assert h.healths()[-1] == (BookHealth.LIVE, HealthReason.SNAPSHOT)
+    assert [type(e) for e, _, _ in h.seen] == [BookSnapshot, BookSnapshot]
+
+
+def test_every_book_state_a_subscriber_sees_passes_the_checksum_of_its_frame() -> None:
+    h = Harness()
+    carried: list[int] = []  # the checksum each update frame carried
+    matched: list[bool] = []
+    h.bus.subscribe(BookDelta, lambda e: matched.append(kraken_book_checksum(h.book, h.sync.text) == carried[-1]))
+    h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
+    good = ("99.9", "3.00000000")
+
+    for level, checksum in [(good, text_checksum(ASKS, [BIDS[0], good])), (("99.7", "1.00000000"), 1)]:
+        carried.append(checksum)  # the second one is corrupted
+        h.sync.on_text_update([level], [], checksum, 0, 0)
+
+    assert matched == [True]  # one update published, on a book matching its frame's checksum
+
+
+def test_crossed_update_is_never_published() -> None:
+    h = Harness()
+    h.sync.on_text_snapshot(BIDS, ASKS, 0, 0)
+    crossing = ("100.1", "1.00000000")
+
+    h.sync.on_text_update([crossing], [], text_checksum(ASKS, [crossing, *BIDS]), 0, 0)
+
+    assert [e.bids for e in h.ctx.unpublished() if isinstance(e, BookDelta)] == [[(100.1, 1.0)]]
+    assert [type(e) for e, _, _ in h.seen] == [BookSnapshot]
+    assert h.ctx.crossed_after_event == 0
+
+
+def test_v2_update_with_a_wrong_checksum_is_never_published() -> None:
+    h = Harness(price_decimals=1, qty_decimals=8)
+    snap_checksum = kraken_checksum([("101.0", "1.00000000")], [("100.0", "1.00000000")])
+    h.sync.on_snapshot([(100.0, 1.0)], [(101.0, 1.0)], snap_checksum, 0, 0)
+
+    h.sync.on_update([(100.0, 2.0)], [], snap_checksum, 0, 0)  # the checksum of the book before it
+
+    assert [type(e) for e, _, _ in h.seen] == [BookSnapshot]
+    assert [e.bids for e in h.ctx.unpublished()] == [[(100.0, 2.0)]]
+    assert h.healths()[-1] == (BookHealth.RESYNCING, HealthReason.CHECKSUM)
+    assert kraken_book_checksum_from_precision(h.book, 1, 8) != snap_checksum
 
 
 def test_crossed_book_after_an_update_resyncs() -> None:
@@ -381,13 +456,15 @@ def test_v2_frames_wait_for_the_instrument_precision_then_resubscribe() -> None:
     assert h.resubscriptions() == [Resubscribe(SYMBOL, "instrument precision now known")]
 
 
-def test_v2_snapshot_with_a_wrong_checksum_never_goes_live() -> None:
+def test_v2_snapshot_with_a_wrong_checksum_never_goes_live_and_is_never_published() -> None:
     h = Harness(price_decimals=1, qty_decimals=8)
 
     h.sync.on_snapshot([(100.0, 1.0)], [(101.0, 1.0)], 42, 0, 0)
 
     assert h.healths() == [(BookHealth.SYNCING, HealthReason.SUBSCRIBED), (BookHealth.SYNCING, HealthReason.CHECKSUM)]
     assert len(h.resubscriptions()) == 1
+    assert h.seen == []
+    assert len(h.ctx.unpublished()) == 1
 
 
 def test_state_vectors_reproduce_through_the_sync_machine(shared_data: Path) -> None:

@@ -7,9 +7,10 @@ reports each configured symbol's instrument; with no ``rest_url`` (v2 only) the 
 client subscribes ``book`` (and ``trade``, and for v2 ``instrument``) for its symbols, sending requests no
 faster than ``max_requests_per_sec``, and runs one :class:`~.sync.BookSync` per symbol.
 
-Per book frame the work is: one msgspec decode, one dict lookup, the sync machine (publish, checksum of the
-top 10 levels). A checksum mismatch or a crossed book resubscribes that one book (unsubscribe, subscribe:
-Kraken answers with a fresh snapshot); the other books of the connection carry on. A frame that cannot be
+Per book frame the work is: one msgspec decode, one dict lookup, the sync machine (apply, checksum of the
+top 10 levels, and publish only if it matched: no strategy ever reads a book the checksum refuted). A
+checksum mismatch or a crossed book resubscribes that one book (unsubscribe, subscribe: Kraken answers
+with a fresh snapshot) without publishing the frame; the other books of the connection carry on. A frame that cannot be
 decoded is logged with its first 200 characters, counted (``parse_errors``) and skipped; if it named a
 book of ours, that book resyncs. Heartbeats prove the connection alive (the stale watchdog replaces a
 silent one); system status ``maintenance`` parks the books until ``online``; refused subscriptions are
@@ -205,7 +206,8 @@ class KrakenDataClient:
             self._venue,
             unified,
             self.context.book(unified),
-            self._publish,
+            apply=self.context.apply,
+            publish=self._publish,
             depth=self.settings.depth,
             price_decimals=pair.price_decimals if v2_precision and pair is not None else None,
             qty_decimals=pair.qty_decimals if v2_precision and pair is not None else None,

@@ -12,9 +12,13 @@ next update of that book. The rules, in order, for every frame:
 4. A mismatch or a crossed book sends the book to RESYNCING and asks for a resubscription
    (:class:`Resubscribe`); updates are dropped until the new snapshot arrives.
 
-The machine publishes the book events itself through the ``publish`` callable it is given (the engine's
-``VenueContext.publish``, which applies them to ``book`` before returning, or a test's own) and then checks
-``book``. Health moves and resubscriptions are queued in :attr:`BookSync.outputs` for the caller::
+Nobody may read a book that is not proven (botframe never trades on a wrong book), so each frame goes
+through two phases: the machine *applies* its event with the ``apply`` callable (the engine's
+``VenueContext.apply``: the book changes, nobody is told), checks ``book``, and only if the frame verified
+*publishes* the same event with ``publish`` (``VenueContext.publish``: strategies, signals and the paper
+executor see it; it is not applied twice). A frame that fails is never published: the book goes to
+RESYNCING at once, and the next snapshot replaces what it changed. Health moves and resubscriptions are
+queued in :attr:`BookSync.outputs` for the caller::
 
     CONNECTING --subscribed--> SYNCING --snapshot--> LIVE --mismatch/crossed--> RESYNCING --snapshot--> LIVE
     any state --disconnected--> CONNECTING
@@ -29,7 +33,10 @@ from dataclasses import dataclass
 from botframe.book import L2Book, WireText, kraken_book_checksum, kraken_book_checksum_from_precision
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason, Level
 
-__all__ = ["BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
+#: Applies a book event to the engine's book without anyone seeing it (``VenueContext.apply``).
+ApplyBookEvent = Callable[[BookSnapshot | BookDelta], L2Book]
+
+__all__ = ["ApplyBookEvent", "BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
 
 TextLevel = tuple[str, str]
 
@@ -82,11 +89,14 @@ _TEXT_SLACK = 64  # WireText entries beyond 2 x depth before stale texts of trun
 class BookSync:
     """Sync state of one Kraken book; see the module docstring for the rules.
 
+    ``apply`` and ``publish`` are the engine's ``VenueContext.apply`` / ``publish`` (a test passes its
+    own, e.g. :class:`botframe.testing.RecordingVenueContext`'s); ``book`` is the book ``apply`` changes.
     ``price_decimals``/``qty_decimals`` select the v2 checksum (formatting floats); leave them None for v1,
     whose frames go through :meth:`on_text_snapshot` / :meth:`on_text_update` and hash the wire text.
     """
 
     __slots__ = (
+        "_apply",
         "_awaiting_precision",
         "_phase",
         "_prune_at",
@@ -108,8 +118,9 @@ class BookSync:
         venue: str,
         symbol: str,
         book: L2Book,
-        publish: Callable[[Event], None],
         *,
+        apply: ApplyBookEvent,
+        publish: Callable[[Event], None],
         depth: int,
         price_decimals: int | None = None,
         qty_decimals: int | None = None,
@@ -120,6 +131,7 @@ class BookSync:
         # Kraken never deletes levels that fall out of the subscribed depth: the book must drop them.
         book.depth_limit = depth
         self.depth = depth
+        self._apply = apply
         self._publish = publish
         self.price_decimals = price_decimals
         self.qty_decimals = qty_decimals
@@ -224,22 +236,26 @@ class BookSync:
     def _apply_snapshot(self, bids: list[Level], asks: list[Level], checksum: int | None, exchange_ts_ns: int,
                         receive_ts_ns: int) -> None:
         self.counters.snapshots += 1
-        self._publish(BookSnapshot(venue=self.venue, symbol=self.symbol, bids=bids, asks=asks,
-                                   exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns))
-        self._phase = _Phase.LIVE
+        event = BookSnapshot(venue=self.venue, symbol=self.symbol, bids=bids, asks=asks,
+                             exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns)
+        self._apply(event)
         if not self._verify(checksum, "snapshot"):
-            return
+            return  # never published: the book stays out of sync until the next snapshot
+        self._phase = _Phase.LIVE
+        self._publish(event)
         self._set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, f"{len(bids)} bids, {len(asks)} asks")
 
     def _apply_update(self, bids: list[Level], asks: list[Level], checksum: int | None, exchange_ts_ns: int,
                       receive_ts_ns: int) -> None:
         self.counters.updates += 1
-        self._publish(BookDelta(venue=self.venue, symbol=self.symbol, bids=bids, asks=asks,
-                                exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns))
-        self._verify(checksum, "update")
+        event = BookDelta(venue=self.venue, symbol=self.symbol, bids=bids, asks=asks,
+                          exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns)
+        self._apply(event)
+        if self._verify(checksum, "update"):
+            self._publish(event)
 
     def _verify(self, checksum: int | None, what: str) -> bool:
-        """Checksum, then crossing, of the book as it now stands; resyncs and returns False on failure."""
+        """Checksum, then crossing, of the applied (not yet published) book; resyncs and returns False on failure."""
         if checksum is not None:
             pd = self.price_decimals
             if pd is None:
