@@ -86,8 +86,8 @@ class BookCounters:
 
     ``transitions`` counts health transitions by reason; ``gaps``/``checksum_failures``/``crossed``/
     ``stale``/``parse_errors`` count every report of that reason, including reports made while the book
-    was already resyncing. ``not_live_ns`` is the time spent outside ``LIVE`` (closed intervals only; see
-    ``L2Book.not_live_ns`` for the running figure).
+    was already resyncing. ``not_live_ns`` is the time spent outside ``LIVE`` from the first health move on
+    (closed stretches only; see ``L2Book.not_live_ns`` for the running figure).
     """
 
     snapshots: int = 0
@@ -317,7 +317,7 @@ class L2Book:
         self.exchange_ts_ns = 0
         self.receive_ts_ns = 0
         self._health = BookHealth.CONNECTING
-        self._health_since_ns = 0
+        self._health_since_ns: int | None = None
         self.counters = BookCounters()
         #: Bumped when the book is replaced or cleared, so readers that keep derived state know to rebuild.
         self.generation = 0
@@ -783,8 +783,9 @@ class L2Book:
     def not_live_ns(self, now_ns: int) -> int:
         """Total time outside LIVE up to ``now_ns``, the current interval included."""
         total = self.counters.not_live_ns
-        if self._health is not BookHealth.LIVE and now_ns > self._health_since_ns:
-            total += now_ns - self._health_since_ns
+        since = self._health_since_ns
+        if self._health is not BookHealth.LIVE and since is not None and now_ns > since:
+            total += now_ns - since
         return total
 
     def set_health(
@@ -816,10 +817,16 @@ class L2Book:
             if previous is not BookHealth.LIVE:
                 return None
             c.resyncs += 1
-        if previous is not BookHealth.LIVE and health is BookHealth.LIVE and ts_ns > self._health_since_ns:
-            c.not_live_ns += ts_ns - self._health_since_ns
+        # _health_since_ns marks the start of the current stretch outside LIVE (None before the first
+        # move), so CONNECTING -> SYNCING -> LIVE counts the whole stretch, not only its last state.
+        if health is BookHealth.LIVE:
+            since = self._health_since_ns
+            if since is not None and ts_ns > since:
+                c.not_live_ns += ts_ns - since
+            self._health_since_ns = None
+        elif previous is BookHealth.LIVE or self._health_since_ns is None:
+            self._health_since_ns = ts_ns
         self._health = health
-        self._health_since_ns = ts_ns
         c.transitions[reason] = c.transitions.get(reason, 0) + 1
         return FeedStatus(
             venue=self.venue,

@@ -463,7 +463,7 @@ class Engine:
                 client = self._venue_clients.get(venue)
                 if client is not None:
                     client[1].count("stale", symbol)
-                    client[0].resync(symbol, HealthReason.STALE, f"no update for {silent_ms:.0f} ms")
+                    self._resync(venue, symbol, HealthReason.STALE, f"no update for {silent_ms:.0f} ms")
 
     def _crossed(self, slot: MarketSlot) -> None:
         """A crossed book is a wrong book: nobody reads it, and its venue re-syncs it from a snapshot."""
@@ -475,7 +475,17 @@ class Engine:
             return
         client[1].count("crossed", slot.symbol)
         if slot.book.health is BookHealth.LIVE:
-            client[0].resync(slot.symbol, HealthReason.CROSSED, detail)
+            self._resync(slot.venue, slot.symbol, HealthReason.CROSSED, detail)
+
+    def _resync(self, venue: str, symbol: str, reason: HealthReason, detail: str) -> None:
+        """Ask a venue to re-sync one book; a venue that fails to is logged and counted, never fatal."""
+        client, ctx = self._venue_clients[venue]
+        try:
+            client.resync(symbol, reason, detail)
+        except Exception as exc:
+            ctx.count("resync_errors", symbol)
+            self.log.error("venue failed to resync a book", venue=venue, symbol=symbol, reason=reason.value,
+                           error=repr(exc))
 
     def _dispatch_book(self, slot: MarketSlot) -> None:
         book = slot.book
@@ -527,7 +537,10 @@ class Engine:
             if self._pending and not self._dispatch_depth:
                 self._deliver_pending()
             if ev.health is BookHealth.LIVE:
-                self._dispatch_book(slot)  # the book strategies could not see until now
+                if slot.book.is_crossed():  # buffered updates can leave a freshly synced book crossed
+                    self._crossed(slot)
+                else:
+                    self._dispatch_book(slot)  # the book strategies could not see until now
         if self._hook_on_status:
             self.hooks.on_feed_status(ev)
 

@@ -326,3 +326,22 @@ def test_staleness_is_judged_from_the_last_receive_time() -> None:
     assert fresh is False  # never received anything: not stale, just not live
     assert book.is_stale(now_ns=1_599, max_age_ns=500) is False
     assert book.is_stale(now_ns=1_600, max_age_ns=500) is True
+
+
+def test_time_not_live_counts_the_whole_stretch_across_several_non_live_states() -> None:
+    book = L2Book("v", "BTC/USDT")
+    book.set_health(BookHealth.SYNCING, HealthReason.SUBSCRIBED, 100)
+    book.set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, 300)
+
+    book.set_health(BookHealth.CONNECTING, HealthReason.DISCONNECTED, 1000)
+    book.set_health(BookHealth.SYNCING, HealthReason.SUBSCRIBED, 5000)
+    book.set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, 5100)
+
+    assert book.counters.not_live_ns == 200 + 4100
+    assert book.not_live_ns(6000) == 4300
+    book.set_health(BookHealth.RESYNCING, HealthReason.GAP, 7000)
+    assert book.not_live_ns(7500) == 4800
+
+
+def test_time_not_live_before_any_health_move_is_zero() -> None:
+    assert L2Book("v", "BTC/USDT").not_live_ns(10**18) == 0
