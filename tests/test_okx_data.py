@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import zlib
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from botframe.book import L2Book
-from botframe.clock import LiveClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.bus import EventBus
+from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext
+from botframe.venues import Endpoints
 from botframe_plugins.okx import plugin
 from botframe_plugins.okx.config import OKX_PUBLIC_URL, OkxSettings
 from botframe_plugins.okx.data import OkxDataClient
@@ -139,72 +137,47 @@ def detectable_removal(frames: list[str], inst_id: str, start: int) -> tuple[int
     raise AssertionError("no detectable removal")
 
 
+def capture_states(frames: list[str], inst_id: str) -> dict[int, tuple[list[Level], list[Level]]]:
+    """The true top 10 levels of ``inst_id``'s book after each of its book frames, by index in ``frames``."""
+    out: dict[int, tuple[list[Level], list[Level]]] = {}
+    book = ReferenceBook()
+    for i, frame in enumerate(frames):
+        if f'"channel":"books","instId":"{inst_id}"' not in frame or '"data"' not in frame:
+            continue
+        msg = json.loads(frame)
+        if msg["action"] == "snapshot":
+            book = ReferenceBook()
+        for data in msg["data"]:
+            book.apply(data["bids"], data["asks"])
+        out[i] = book.top()
+    return out
+
+
+def detectable_alteration(frames: list[str], inst_id: str, start: int) -> tuple[int, str]:
+    """(index, frame): the first update of ``inst_id`` from the ``start``-th on whose first level, given a
+    wrong size, disagrees with the frame's own checksum (a level below the top 25 would not)."""
+    for i in book_updates(frames, inst_id)[start:]:
+        msg = json.loads(frames[i])
+        data = msg["data"][0]
+        level = (data["bids"] or data["asks"])[0]
+        level[1] = "7.77" if level[1] != "7.77" else "7.78"
+        altered = json.dumps(msg, separators=(",", ":"))
+        if capture_reference([*frames[:i], altered])[inst_id].checksum() != data["checksum"]:
+            return i, altered
+    raise AssertionError("no detectable alteration")
+
+
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and records everything."""
-
-    def __init__(self, endpoints: Endpoints | None = None) -> None:
-        self.venue = "okx"
-        self.clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = endpoints or Endpoints()
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self.crossed_after_event = 0
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book(event.symbol).apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book(event.symbol).apply_delta(event)
-        if isinstance(event, BookSnapshot | BookDelta) and self.book(event.symbol).is_crossed():
-            self.crossed_after_event += 1
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    def trades(self) -> list[Trade]:
-        return [e for e in self.events if isinstance(e, Trade)]
-
-    def poke(self) -> None:
-        self._changed.set()
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+def recording_context(endpoints: Endpoints | None = None) -> RecordingVenueContext:
+    """The engine's side: real L2Books, apply-then-publish as the engine does, everything recorded."""
+    return RecordingVenueContext("okx", endpoints=endpoints)
 
 
 @dataclass
 class Running:
-    ctx: RecordingContext
+    ctx: RecordingVenueContext
     client: OkxDataClient
 
     def matched(self) -> int:
@@ -215,9 +188,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_client(settings: OkxSettings, ctx: RecordingContext | None = None) -> AsyncIterator[Running]:
+async def running_client(settings: OkxSettings, ctx: RecordingVenueContext | None = None) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
-    ctx = ctx or RecordingContext()
+    ctx = ctx or recording_context()
     client = OkxDataClient(settings, ctx)
     task = asyncio.create_task(client.run())
     try:
@@ -427,7 +400,7 @@ async def test_capture_trades_carry_the_taker_side(shared_data: Path) -> None:
 async def test_unknown_symbol_stops_start_up_naming_it(shared_data: Path) -> None:
     async with replaying(shared_data) as server:
         client = OkxDataClient(settings_for(server.url + WS_PATH, server.rest_url, symbols=["BTC/USD:BTC-991231"]),
-                               RecordingContext())
+                               recording_context())
 
         with pytest.raises(UnknownSymbolError, match="'BTC/USD:BTC-991231' is not listed by OKX"):
             async with asyncio.timeout(10):
@@ -496,6 +469,45 @@ async def test_corrupted_checksum_resyncs_only_that_book(shared_data: Path) -> N
         assert len(ctx.transitions("UNI/USD:UNI")) == len(ctx.transitions("BTC/USD:BTC-220527")) == 2
         book = ctx.books["BTC/USDT"]
         assert (book.bids(10), book.asks(10)) == capture_reference(original)["BTC-USDT"].top()
+
+
+async def test_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its_book_resyncs(
+    shared_data: Path,
+) -> None:
+    original = server_frames(shared_data / CAPTURE)
+    at, altered = detectable_alteration(original, "BTC-USDT", 40)
+    origin = list(range(len(original)))
+    script = list(original)
+    script[at] = altered
+    script[at + 1 : at + 1] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]
+    truth = capture_states(original, "BTC-USDT")
+    bus = EventBus()
+    ctx = RecordingVenueContext("okx", bus=bus)
+    seen: list[tuple[type, list[Level], list[Level]]] = []  # what the engine's subscribers would read
+
+    def see(event: BookSnapshot | BookDelta) -> None:
+        if event.symbol == "BTC/USDT":
+            book = ctx.book("BTC/USDT")
+            seen.append((type(event), book.bids(10), book.asks(10)))
+
+    bus.subscribe(BookSnapshot, see)
+    bus.subscribe(BookDelta, see)
+
+    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server, \
+            running_client(settings_for(server.url, server.http_url, trades=False), ctx) as running:
+        await ctx.wait_until(lambda: running.matched() == 290 - 1 + 1)
+
+        assert running.failed() == 1
+        [withheld] = ctx.unpublished()
+        assert withheld.symbol == "BTC/USDT"
+        assert ctx.transitions("BTC/USDT")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.CHECKSUM),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+    # Every book state a subscriber read after an update is the exchange's own; the wrong one never was.
+    updates = book_updates(original, "BTC-USDT")
+    assert [(bids, asks) for kind, bids, asks in seen if kind is BookDelta] == [truth[i] for i in updates if i != at]
+    assert [kind for kind, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
 
 
 async def test_malformed_frames_are_logged_cut_counted_and_resync_their_book(
@@ -707,13 +719,13 @@ def test_plugin_registers_the_okx_venue() -> None:
     entry = registry.get("okx")
     assert entry is not None
     assert entry.settings_model is OkxSettings
-    client = entry.factory(OkxSettings(symbols=["ETH/USDT"]), RecordingContext())
+    client = entry.factory(OkxSettings(symbols=["ETH/USDT"]), recording_context())
     assert isinstance(client, OkxDataClient)
     assert client.symbols == ["ETH/USDT"]
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = OkxDataClient(OkxSettings(ws_url="simulator"), RecordingContext())
+    client = OkxDataClient(OkxSettings(ws_url="simulator"), recording_context())
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()

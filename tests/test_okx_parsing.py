@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from botframe.book import L2Book, okx_checksum
+from botframe.book import okx_book_checksum, okx_checksum
+from botframe.bus import EventBus
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason, Side
+from botframe.testing import RecordingVenueContext
 from botframe_plugins.okx.parsing import (
     FrameError,
     Ignored,
@@ -158,22 +160,30 @@ def test_unified_symbol_says_which_instruments_to_load(symbol: str, inst_type: I
 
 
 class Harness:
-    """A BookSync publishing into a local L2Book, as the engine would apply the events."""
+    """A BookSync over the engine-like recording context: apply, verify, publish onto a real EventBus.
+
+    ``bids``/``asks`` are the exchange's true book (wire text); ``seen`` is what the bus's book
+    subscribers read: each event with the checksum of the book at that moment.
+    """
 
     def __init__(self) -> None:
-        self.book = L2Book("okx", SYMBOL)
-        self.events: list[Event] = []
-        self.sync = BookSync("okx", SYMBOL, self.book, self.publish)
+        self.bus = EventBus()
+        self.ctx = RecordingVenueContext("okx", bus=self.bus)
+        self.book = self.ctx.book(SYMBOL)
+        self.sync = BookSync("okx", SYMBOL, self.book, apply=self.ctx.apply, publish=self.ctx.publish)
         self.sync.subscribed()
         self.bids = {"100.0": "1", "99.9": "2"}
         self.asks = {"100.1": "3", "100.2": "4"}
+        self.seen: list[tuple[Event, int]] = []
+        self.bus.subscribe(BookSnapshot, self._see)
+        self.bus.subscribe(BookDelta, self._see)
 
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book.apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book.apply_delta(event)
-        self.events.append(event)
+    @property
+    def events(self) -> list[Event]:
+        return self.ctx.events
+
+    def _see(self, event: BookSnapshot | BookDelta) -> None:
+        self.seen.append((event, okx_book_checksum(self.book, self.sync.text)))
 
     def checksum(self) -> int:
         bids = sorted(self.bids.items(), key=lambda lv: -float(lv[0]))
@@ -271,13 +281,66 @@ def test_checksum_mismatch_resyncs_and_frames_wait_for_the_new_snapshot() -> Non
     assert h.healths()[-1] == (BookHealth.LIVE, HealthReason.SNAPSHOT)
 
 
-def test_crossed_book_resyncs() -> None:
+def test_update_failing_its_checksum_is_applied_to_verify_but_never_published() -> None:
+    h = Harness()
+    h.snapshot(10)
+
+    h.update({"99.9": "5"}, {}, seq=11, prev=10, checksum=12345)
+
+    assert [type(e) for e, _ in h.seen] == [BookSnapshot]
+    assert [e.bids for e in h.ctx.unpublished()] == [[(99.9, 5.0)]]
+    assert h.healths()[-1] == (BookHealth.RESYNCING, HealthReason.CHECKSUM)
+    assert h.resubscriptions() == 1
+
+
+def test_every_book_state_a_subscriber_sees_matches_the_exchange_checksum() -> None:
+    h = Harness()
+    expected: list[int] = []  # the true book's checksum after each frame that should be published
+
+    h.snapshot(10)
+    expected.append(h.checksum())
+    h.update({"99.9": "5"}, {}, seq=11, prev=10)
+    expected.append(h.checksum())
+    h.update({}, {"100.2": "0"}, seq=12, prev=11, checksum=7)  # corrupted: refused
+    h.snapshot(20)  # the resync's
+    expected.append(h.checksum())
+    h.update({"99.8": "1"}, {}, seq=21, prev=20)
+    expected.append(h.checksum())
+
+    assert [type(e) for e, _ in h.seen] == [BookSnapshot, BookDelta, BookSnapshot, BookDelta]
+    assert [crc for _, crc in h.seen] == expected
+    assert len(h.ctx.unpublished()) == 1
+
+
+def test_snapshot_with_a_wrong_checksum_is_never_published_and_never_live() -> None:
+    h = Harness()
+
+    h.sync.on_snapshot(list(h.bids.items()), list(h.asks.items()), h.checksum() + 1, 10, 0, 0)
+
+    assert h.seen == []
+    assert h.healths() == [(BookHealth.SYNCING, HealthReason.SUBSCRIBED), (BookHealth.SYNCING, HealthReason.CHECKSUM)]
+    assert h.sync.awaiting_snapshot
+
+
+def test_a_gap_is_refused_before_the_frame_touches_the_book() -> None:
+    h = Harness()
+    h.snapshot(10)
+
+    h.update({"99.9": "5"}, {}, seq=13, prev=12)
+
+    assert h.ctx.unpublished() == []  # never even applied
+    assert h.book.bids() == [(100.0, 1.0), (99.9, 2.0)]
+
+
+def test_crossed_book_resyncs_and_is_never_published() -> None:
     h = Harness()
     h.snapshot(10)
 
     h.update({"100.1": "1"}, {}, seq=11, prev=10)
 
     assert h.healths()[-1] == (BookHealth.RESYNCING, HealthReason.CROSSED)
+    assert [type(e) for e, _ in h.seen] == [BookSnapshot]
+    assert h.ctx.crossed_after_event == 0
 
 
 def test_level_that_is_not_a_number_raises_for_the_caller_to_count() -> None:

@@ -8,11 +8,13 @@ than ``max_requests_per_sec``, sends OKX's text ``ping`` whenever the connection
 ``heartbeat_interval_secs`` (OKX drops a connection silent for 30 s), and runs one :class:`~.sync.BookSync`
 per instrument.
 
-Per book frame the work is: one msgspec decode, one dict lookup, the sync machine (sequence chain, publish,
-checksum of the top 25 levels when OKX still sends one). A gap, a mismatch or a crossed book resubscribes that
-one book; the others carry on. A frame that cannot be decoded is logged with its first 200 characters,
-counted (``parse_errors``) and skipped; if it named a book of ours, that book resyncs. Error events are
-logged with OKX's code and message; notice 64008 (service upgrade) reconnects at once.
+Per book frame the work is: one msgspec decode, one dict lookup, the sync machine (sequence chain before the
+book is touched; then apply, checksum of the top 25 levels when OKX still sends one, crossing, and publish only
+if all held: no strategy ever reads a book the frame's own checks refuted). A gap, a mismatch or a crossed
+book resubscribes that one book without publishing the frame; the others carry on. A frame that cannot be
+decoded is logged with its first 200 characters, counted (``parse_errors``) and skipped; if it named a book
+of ours, that book resyncs. Error events are logged with OKX's code and message; notice 64008 (service
+upgrade) reconnects at once.
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ class OkxDataClient:
             if state != "live":
                 self._log.warning("instrument is not trading", symbol=unified, state=state)
             self.context.add_instrument(instrument)
-            sync = BookSync(self._venue, unified, self.context.book(unified), self._publish)
+            sync = BookSync(self._venue, unified, self.context.book(unified), apply=self.context.apply,
+                            publish=self._publish)
             self._feeds[unified] = _SymbolFeed(instrument, sync)
         self._log.info("instruments loaded", symbols=len(self.symbols), listed=len(symbol_map))
 

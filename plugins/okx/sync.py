@@ -10,10 +10,16 @@ OKX proves a book two ways (SPECS.md section 3), and the machine uses whichever 
   after the frame is applied. 0 means absent (OKX stopped computing it in June 2026).
 
 Then, as on every venue: a crossed book is out of sync too. Out of sync means RESYNCING and a resubscription
-(:class:`Resubscribe`); updates are dropped until the fresh snapshot. The machine publishes the book events
-itself through the ``publish`` callable (the engine's ``VenueContext.publish``, which applies them to
-``book`` before returning) and then checks ``book``; health moves and resubscriptions are queued in
-:attr:`BookSync.outputs`::
+(:class:`Resubscribe`); updates are dropped until the fresh snapshot.
+
+Nobody may read a book that is not proven (botframe never trades on a wrong book). The chain is checked
+before a frame touches the book; the checksum and crossing can only be checked on the changed book, so
+the machine first *applies* the frame's event with the ``apply`` callable (the engine's
+``VenueContext.apply``: the book changes, nobody is told), checks ``book``, and only if it verified
+*publishes* the same event with ``publish`` (``VenueContext.publish``: strategies, signals and the paper
+executor see it; it is not applied twice). A frame that fails is never published: the book goes to
+RESYNCING at once and the next snapshot replaces what it changed. Health moves and resubscriptions are
+queued in :attr:`BookSync.outputs`::
 
     CONNECTING --subscribed--> SYNCING --snapshot--> LIVE --gap/mismatch/crossed--> RESYNCING --snapshot--> LIVE
     any state --disconnected--> CONNECTING
@@ -28,7 +34,10 @@ from dataclasses import dataclass
 from botframe.book import L2Book, WireText, okx_book_checksum
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason
 
-__all__ = ["BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
+__all__ = ["ApplyBookEvent", "BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
+
+#: Applies a book event to the engine's book without anyone seeing it (``VenueContext.apply``).
+ApplyBookEvent = Callable[[BookSnapshot | BookDelta], L2Book]
 
 TextLevel = tuple[str, str]
 
@@ -81,15 +90,21 @@ _ROUTINE_REASONS = frozenset({HealthReason.START, HealthReason.SUBSCRIBED, Healt
 
 
 class BookSync:
-    """Sync state of one OKX book; see the module docstring for the rules."""
+    """Sync state of one OKX book; see the module docstring for the rules.
 
-    __slots__ = ("_last_seq", "_phase", "_publish", "book", "counters", "health", "outputs", "symbol", "text",
-                 "venue")
+    ``apply`` and ``publish`` are the engine's ``VenueContext.apply`` / ``publish`` (a test passes its
+    own, e.g. :class:`botframe.testing.RecordingVenueContext`'s); ``book`` is the book ``apply`` changes.
+    """
 
-    def __init__(self, venue: str, symbol: str, book: L2Book, publish: Callable[[Event], None]) -> None:
+    __slots__ = ("_apply", "_last_seq", "_phase", "_publish", "book", "counters", "health", "outputs", "symbol",
+                 "text", "venue")
+
+    def __init__(self, venue: str, symbol: str, book: L2Book, *, apply: ApplyBookEvent,
+                 publish: Callable[[Event], None]) -> None:
         self.venue = venue
         self.symbol = symbol
         self.book = book
+        self._apply = apply
         self._publish = publish
         self.text = WireText()
         self._phase = _Phase.IDLE
@@ -149,12 +164,15 @@ class BookSync:
             return
         fbids, fasks = self.text.apply_snapshot_text(bids, asks)
         self.counters.snapshots += 1
-        self._publish(BookSnapshot(venue=self.venue, symbol=self.symbol, bids=fbids, asks=fasks,
-                                   sequence=seq_id or 0, exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns))
+        event = BookSnapshot(venue=self.venue, symbol=self.symbol, bids=fbids, asks=fasks, sequence=seq_id or 0,
+                             exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns)
+        self._apply(event)
+        if not self._verify(checksum, "snapshot"):
+            return  # never published: the book stays out of sync until the next snapshot
         self._phase = _Phase.LIVE
         self._last_seq = seq_id
-        if self._verify(checksum, "snapshot"):
-            self._set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, f"seqId={seq_id}" if seq_id is not None else "")
+        self._publish(event)
+        self._set_health(BookHealth.LIVE, HealthReason.SNAPSHOT, f"seqId={seq_id}" if seq_id is not None else "")
 
     def on_update(self, bids: list[TextLevel], asks: list[TextLevel], checksum: int, seq_id: int | None,
                   prev_seq_id: int | None, exchange_ts_ns: int, receive_ts_ns: int) -> None:
@@ -181,15 +199,16 @@ class BookSync:
         fbids, fasks = self.text.apply_delta_text(bids, asks)
         self.counters.updates += 1
         seq = seq_id or 0
-        self._publish(BookDelta(venue=self.venue, symbol=self.symbol, bids=fbids, asks=fasks, first_seq=seq,
-                                last_seq=seq, prev_seq=prev_seq_id or 0, exchange_ts_ns=exchange_ts_ns,
-                                receive_ts_ns=receive_ts_ns))
-        self._verify(checksum, "update")
+        event = BookDelta(venue=self.venue, symbol=self.symbol, bids=fbids, asks=fasks, first_seq=seq, last_seq=seq,
+                          prev_seq=prev_seq_id or 0, exchange_ts_ns=exchange_ts_ns, receive_ts_ns=receive_ts_ns)
+        self._apply(event)
+        if self._verify(checksum, "update"):
+            self._publish(event)
 
     # -- internals ----------------------------------------------------------------------------------------
 
     def _verify(self, checksum: int, what: str) -> bool:
-        """Checksum (when present), then crossing, of the book as it now stands; resyncs on failure."""
+        """Checksum (when present), then crossing, of the applied (not yet published) book; resyncs on failure."""
         if checksum:
             ours = okx_book_checksum(self.book, self.text)
             if ours != checksum:
