@@ -97,7 +97,7 @@ async def run(symbols: list[str], minutes: int, levels: int, warmup_minutes: int
         levels_now = sum(b.bid_count + b.ask_count for b in books) / len(books)
         print(f"  books: {len(books)}, {levels_now:.0f} levels each on average; {rig.summary()}; "
               f"finished orders kept: {len(engine.orders._finished)}, "
-              f"gc objects tracked: {len(gc.get_objects()):,}")
+              f"gc objects tracked: {len(gc.get_objects()):,} (+ {gc.get_freeze_count():,} frozen at start-up)")
     finally:
         await rig.close()
     base = next((mb for minute, mb in samples if minute == warmup_minutes), samples[0][1])
