@@ -45,7 +45,7 @@ from .events import (
     TradingState,
     TradingStateChanged,
 )
-from .journal import Journal, Recovered
+from .journal import Journal, JournalError, JournalEvent, Recovered
 from .log import get_logger
 from .orders import ClientOrderIds, Order, OrderTracker
 from .portfolio import Portfolio
@@ -205,6 +205,7 @@ class Engine:
         self.failed = False
         self.summary: RunSummary | None = None
         self._stop = asyncio.Event()
+        self._journal_failed = False
         self._orders_closed = asyncio.Event()  # set whenever the last open order finishes
         self._tasks: list[asyncio.Task[None]] = []
         self._tg: asyncio.TaskGroup | None = None
@@ -544,13 +545,30 @@ class Engine:
         if self._hook_on_status:
             self.hooks.on_feed_status(ev)
 
+    def _record(self, event: JournalEvent) -> bool:
+        """Journal one event; False when the journal cannot be written (then trading halts, once).
+
+        The state in memory stays right (a fill is still applied), but nothing new may be sent while
+        the source of truth for a restart is failing.
+        """
+        if self.journal is None:
+            return True
+        try:
+            self.journal.record(event)
+        except JournalError as exc:
+            if not self._journal_failed:
+                self._journal_failed = True
+                self.log.critical("journal write failed; halting trading", error=str(exc),
+                                  event_type=type(event).__name__)
+                self.risk_context.move_trading_state(TradingState.HALTED, f"journal unavailable: {exc}")
+            return False
+        return True
+
     def _on_denied(self, ev: OrderDenied) -> None:
-        if self.journal is not None:
-            self.journal.record(ev)
+        self._record(ev)
 
     def _on_trading_state(self, ev: TradingStateChanged) -> None:
-        if self.journal is not None:
-            self.journal.record(ev)
+        self._record(ev)
         self.log.warning("trading state changed", previous=ev.previous.value, state=ev.state.value,
                          reason=ev.reason)
         if ev.state is TradingState.HALTED:
@@ -588,8 +606,9 @@ class Engine:
         return self.client_ids.next()
 
     def submit(self, intent: OrderIntent) -> bool:
-        if self.journal is not None:
-            self.journal.record(intent)  # before anything acts on it: a crash cannot lose it
+        # Journaled before anything acts on it, so a crash cannot lose it; unjournaled, it is not sent
+        # (the halt that follows makes the gate deny it and tell the strategy why).
+        self._record(intent)
         denials = self.gate.check(intent)
         if denials:
             reason = "; ".join(f"{d.check}: {d.reason}" for d in denials)
@@ -647,8 +666,7 @@ class Engine:
             order_type=order.order_type, price=price if price is not None else order.price,
             time_in_force=order.time_in_force, post_only=order.post_only, reduce_only=order.reduce_only,
             ts_ns=self.clock.time_ns())
-        if self.journal is not None:
-            self.journal.record(intent)
+        self._record(intent)
         if self.gate.check(intent):
             return None
         self.orders.add(intent)
@@ -665,8 +683,7 @@ class Engine:
 
     def report(self, event: OrderUpdate | Fill) -> None:
         """Record, apply and publish an executor's report (journal first: it is the source of truth)."""
-        if self.journal is not None:
-            self.journal.record(event)
+        self._record(event)
         if isinstance(event, Fill):
             self.orders.on_fill(event)
             self.portfolio.on_fill(event)
