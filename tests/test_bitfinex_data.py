@@ -9,7 +9,6 @@ import contextlib
 import json
 import re
 import zlib
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,19 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from botframe.book import L2Book
-from botframe.clock import Clock, LiveClock, SimulatedClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.bus import EventBus
+from botframe.clock import SimulatedClock
+from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext
+from botframe.venues import Endpoints
 from botframe_plugins.bitfinex import plugin
 from botframe_plugins.bitfinex.config import BITFINEX_PUBLIC_URL, BitfinexSettings
 from botframe_plugins.bitfinex.data import BitfinexDataClient
@@ -143,66 +142,14 @@ def reference_books(frames: list[str]) -> dict[str, ReferenceBook]:
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and records everything."""
-
-    def __init__(self, endpoints: Endpoints | None = None) -> None:
-        self.venue = "bitfinex"
-        self.clock: Clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = endpoints or Endpoints()
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self.crossed_after_event = 0
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book(event.symbol).apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book(event.symbol).apply_delta(event)
-        if isinstance(event, BookSnapshot | BookDelta) and self.book(event.symbol).is_crossed():
-            self.crossed_after_event += 1
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    def trades(self) -> list[Trade]:
-        return [e for e in self.events if isinstance(e, Trade)]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+def recording_context(endpoints: Endpoints | None = None) -> RecordingVenueContext:
+    """The engine's side: real L2Books, apply-then-publish as the engine does, everything recorded."""
+    return RecordingVenueContext("bitfinex", endpoints=endpoints)
 
 
 @dataclass
 class Running:
-    ctx: RecordingContext
+    ctx: RecordingVenueContext
     client: BitfinexDataClient
 
     def total(self, name: str) -> int:
@@ -214,10 +161,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_client(settings: BitfinexSettings, ctx: RecordingContext | None = None
+async def running_client(settings: BitfinexSettings, ctx: RecordingVenueContext | None = None
                          ) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
-    ctx = ctx or RecordingContext()
+    ctx = ctx or recording_context()
     client = BitfinexDataClient(settings, ctx)
     task = asyncio.create_task(client.run())
     try:
@@ -237,7 +184,7 @@ def settings_for(ws_url: str, rest_url: str, **overrides: Any) -> BitfinexSettin
     return BitfinexSettings(**values)
 
 
-def is_live(ctx: RecordingContext, symbol: str) -> bool:
+def is_live(ctx: RecordingVenueContext, symbol: str) -> bool:
     return ctx.book(symbol).is_live
 
 
@@ -269,6 +216,12 @@ class Script:
         self.origin.append(self.origin[-1] if self.origin else -1)
         return self
 
+    def altered(self, index: int, frame: str) -> Script:
+        """``frame`` arrives in place of frame ``index`` (what the exchange did is the one in ``original``)."""
+        self.frames.append(frame)
+        self.origin.append(index)
+        return self
+
     def wait(self, requests: int = 1) -> Script:
         self.frames += [WAIT_FOR_REQUEST] * requests
         return self
@@ -285,8 +238,10 @@ class ScriptedBitfinex:
     channel frames are renumbered with the connection's own SEQ_ALL sequence (a :data:`LOST` entry skips a
     number) and carry the channel's current ``chanId``. An ``unsubscribe`` is acked and stops that channel's
     frames; a later ``subscribe`` of it is acked with a new ``chanId`` and answered with a snapshot of the
-    exchange's book by then (``script.books``). Other requests (the client's first subscriptions, which the
-    script's recorded acks answer) get nothing. :data:`WAIT_FOR_REQUEST` waits for the next request acted on.
+    exchange's book by then (``script.books``), and, when the ``conf`` answer it sent confirmed checksum
+    frames, by that book's ``cs`` frame, as Bitfinex does. Other requests (the client's first subscriptions,
+    which the script's recorded acks answer) get nothing. :data:`WAIT_FOR_REQUEST` waits for the next
+    request acted on.
     """
 
     rest: dict[str, str]
@@ -333,6 +288,7 @@ class ScriptedBitfinex:
         current: dict[tuple[str, str], int] = {}  # (channel, symbol) -> chanId now
         unsubscribed: set[tuple[str, str]] = set()
         next_chan = 900_000
+        checksums = False  # whether the conf answer sent on this connection confirmed OB_CHECKSUM
 
         async def read() -> None:
             with contextlib.suppress(ConnectionClosed):
@@ -374,6 +330,8 @@ class ScriptedBitfinex:
                 book = self.script.books(sent)[request["symbol"]]
                 levels = ",".join(f"[{p},{c},{a}]" for p, c, a in book.sorted_bids() + book.sorted_asks())
                 await send_channel(f"[0,[{levels}],0]", next_chan)
+                if checksums:
+                    await send_channel(f'[0,"cs",{book.checksum()},0]', next_chan)
                 return True
             return False
 
@@ -395,6 +353,8 @@ class ScriptedBitfinex:
                     await ws.send(frame)  # not JSON at all
                 elif frame.startswith("{"):
                     event = json.loads(frame)
+                    if event.get("event") == "conf":
+                        checksums = event.get("status") == "OK" and bool(event.get("flags", 0) & 131072)
                     if event.get("event") == "subscribed":
                         key = (event["channel"], event["symbol"])
                         recorded[event["chanId"]] = key
@@ -474,7 +434,7 @@ async def test_capture_rebuilds_all_seven_books_with_a_contiguous_sequence(share
 async def test_unknown_symbol_stops_start_up_with_the_unified_spelling(shared_data: Path) -> None:
     async with replaying(shared_data) as server:
         client = BitfinexDataClient(settings_for(server.url, server.rest_url, symbols=["IOT/ETH"]),
-                                    RecordingContext())
+                                    recording_context())
 
         with pytest.raises(UnknownSymbolError, match="did you mean 'IOTA/ETH'"):
             async with asyncio.timeout(10):
@@ -581,8 +541,7 @@ async def test_checksum_frames_match_on_js_number_text_and_a_corrupted_one_resyn
     session.update("60001", 0, "-1").checksum()  # count 0, amount -1: delete the ask
     session.update("60000.5", 1, "0.000001").update("60000.5", 1, "1e-7").checksum()
     session.raw('[17,"hb",0]').checksum(corrupt=True)
-    script = session.script().wait(2)  # unsubscribe, subscribe: a fresh snapshot on a new chanId
-    script.extra(f'[17,"cs",{session.book.checksum()},0]')
+    script = session.script().wait(2)  # unsubscribe, subscribe: a fresh snapshot and its cs on a new chanId
 
     async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
@@ -602,6 +561,82 @@ async def test_checksum_frames_match_on_js_number_text_and_a_corrupted_one_resyn
         assert (book.bids(10), book.asks(10)) == session.book.top()
         assert book.bids(2) == [(60000.5, 1e-7), (60000.0, 0.5)]
         assert book.asks(1) == [(60001.5, 2.25)]
+
+
+async def test_a_change_its_checksum_frame_refutes_never_reaches_a_bus_subscriber_and_the_book_resyncs() -> None:
+    session = SpecsSession().snapshot(SNAPSHOT).checksum()
+    session.update("59999.5", 2, "3e-8").checksum()
+    session.update("60000.5", 1, "0.25").update("60001", 0, "-1").checksum()  # one change, two frames
+    wrong_at = len(session.frames) - 3  # the first frame of that change arrives with a wrong amount
+    session.update("59999", 1, "4").checksum()
+    script = Script(session.frames).take(range(wrong_at)).altered(wrong_at, "[17,[60000.5,1,0.35],0]")
+    script.take(range(wrong_at + 1, wrong_at + 3)).wait(2)  # the change's second frame and its cs; resync
+    script.take(range(wrong_at + 3, len(session.frames)))
+    bus = EventBus()
+    ctx = RecordingVenueContext("bitfinex", bus=bus)
+    seen: list[tuple[BookSnapshot | BookDelta, list[Level], list[Level]]] = []  # what subscribers would read
+
+    def see(event: BookSnapshot | BookDelta) -> None:
+        book = ctx.book("BTC/USD")
+        seen.append((event, book.bids(25), book.asks(25)))
+
+    bus.subscribe(BookSnapshot, see)
+    bus.subscribe(BookDelta, see)
+
+    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server), ctx) as running:
+        await ctx.wait_until(lambda: running.total("checksums_matched") == 4 and ctx.book("BTC/USD").is_live)
+
+        assert running.total("checksum_failures") == 1
+        assert [(e.bids, e.asks) for e in ctx.unpublished()] == [([(60000.5, 0.35)], []), ([], [(60001.0, 0.0)])]
+        assert ctx.transitions("BTC/USD")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.CHECKSUM),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        book = ctx.book("BTC/USD")
+        assert (book.bids(10), book.asks(10)) == session.book.top()
+    assert all((60000.5, 0.35) not in bids for _, bids, _ in seen)
+    assert [(type(e), e.bids, e.asks) for e, _, _ in seen if isinstance(e, BookDelta)] == [
+        (BookDelta, [(59999.5, 3e-8)], []),  # before the refuted change
+        (BookDelta, [(59999.0, 4.0)], []),  # after the resync
+    ]
+    assert [type(e) for e, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
+
+
+async def test_held_book_events_without_a_checksum_frame_for_a_heartbeat_interval_resync_the_book() -> None:
+    session = SpecsSession().snapshot(SNAPSHOT).checksum()
+    session.update("59999.5", 2, "3e-8")  # its cs never comes
+    session.raw('[17,"hb",0]').raw('[18,"hb",0]').raw('[17,"hb",0]')  # trades heartbeats do not count
+    script = session.script().wait(2)
+
+    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+        ctx = running.ctx
+        await ctx.wait_until(lambda: running.total("snapshots") == 2 and is_live(ctx, "BTC/USD"))
+
+        assert running.total("checksums_missing") == 1
+        assert ctx.counts["checksums_missing"] == 1
+        assert ctx.counts["checksum_failures"] == 0
+        assert ctx.transitions("BTC/USD")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.CHECKSUM),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        assert not [e for e in ctx.events if isinstance(e, BookDelta)]  # the unproven update never went out
+        assert ctx.book("BTC/USD").bids(1) == [(60000.0, 0.5)]
+
+
+async def test_checksums_bitfinex_did_not_confirm_are_not_waited_for() -> None:
+    session = SpecsSession()
+    session.frames[1] = '{"event":"conf","status":"OK","flags":65536}'  # SEQ_ALL only
+    session.snapshot(SNAPSHOT).update("59999.5", 2, "3e-8")
+
+    async with ScriptedBitfinex(PAIRS_BTCUSD, session.script()) as server, running_client(
+        specs_settings(server)
+    ) as running:
+        ctx = running.ctx
+        await ctx.wait_until(lambda: len([e for e in ctx.events if isinstance(e, BookDelta)]) == 1)
+
+        assert is_live(ctx, "BTC/USD")
+        assert ctx.book("BTC/USD").bids(2) == [(60000.0, 0.5), (59999.5, 3e-8)]
+        assert running.total("checksums_missing") == 0
 
 
 async def test_trades_come_from_te_frames_with_the_taker_side_and_tu_is_ignored() -> None:
@@ -684,7 +719,7 @@ async def test_malformed_frames_are_logged_cut_counted_and_resync_their_book(
 
     async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
-        await ctx.wait_until(lambda: running.total("checksums_matched") == 2)
+        await ctx.wait_until(lambda: running.total("checksums_matched") == 3)  # two snapshots and the update
 
         assert ctx.counts["parse_errors"] == 2
         assert running.client.stream_counters()[0].parse_errors == 2
@@ -735,7 +770,7 @@ class SteppedClock(SimulatedClock):
 async def test_requests_are_paced_to_max_requests_per_sec_on_the_injected_clock() -> None:
     pairs = {PAIRS_PATH: '[["BTCUSD","ETHUSD"]]'}
     clock = SteppedClock()
-    ctx = RecordingContext()
+    ctx = recording_context()
     ctx.clock = clock  # the request writer sleeps on it; with the watchdog off nothing else does
 
     async with ScriptedBitfinex(pairs, SpecsSession().script()) as server, running_client(
@@ -780,13 +815,13 @@ def test_plugin_registers_the_bitfinex_venue() -> None:
     entry = registry.get("bitfinex")
     assert entry is not None
     assert entry.settings_model is BitfinexSettings
-    client = entry.factory(BitfinexSettings(symbols=["ETH/USD"]), RecordingContext())
+    client = entry.factory(BitfinexSettings(symbols=["ETH/USD"]), recording_context())
     assert isinstance(client, BitfinexDataClient)
     assert client.symbols == ["ETH/USD"]
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = BitfinexDataClient(BitfinexSettings(ws_url="simulator"), RecordingContext())
+    client = BitfinexDataClient(BitfinexSettings(ws_url="simulator"), recording_context())
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()

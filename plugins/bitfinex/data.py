@@ -8,8 +8,12 @@ client first sends ``conf`` with SEQ_ALL (and OB_CHECKSUM), then one subscribe p
 connection's sequence on every channel frame (heartbeats included) with a
 :class:`~.sync.ConnectionSequence`, and runs one :class:`~.sync.BookSync` per symbol.
 
-A sequence gap resyncs every book of that connection (the lost frame could have been anyone's); a checksum
-mismatch or a crossed book resyncs that one book. Resyncing is unsubscribe (by ``chanId``) and subscribe;
+With checksum frames (asked for and confirmed in Bitfinex's ``conf`` answer), a book's snapshot and updates
+are held as they arrive and applied, verified and published together at the ``cs`` frame that follows
+them, so no strategy ever reads a book state that frame refutes (:mod:`.sync` says why, and how a ``cs``
+that never comes is bounded); book heartbeats feed that bound. A sequence gap resyncs every book of that
+connection (the lost frame could have been anyone's); a checksum mismatch, a missing checksum or a crossed
+book resyncs that one book, publishing nothing it held. Resyncing is unsubscribe (by ``chanId``) and subscribe;
 Bitfinex answers with a fresh snapshot. A frame that cannot be decoded is logged with its first 200
 characters, counted (``parse_errors``) and skipped; if it belonged to a book, that book resyncs. Trades come
 from ``te`` frames; ``tu`` repeats the same trade and is ignored. Info 20051 reconnects; 20060/20061 park
@@ -36,6 +40,7 @@ from botframe.venues import Instrument, VenueContext
 
 from .config import BitfinexSettings
 from .parsing import (
+    FLAG_OB_CHECKSUM,
     INFO_MAINTENANCE_END,
     INFO_MAINTENANCE_START,
     INFO_RECONNECT,
@@ -136,7 +141,7 @@ class BitfinexDataClient:
         self._bad_frames_logged = 0
         self._handlers: dict[type, Callable[[_Connection, BitfinexMessage], None]] = {
             ChannelData: self._on_channel_data,
-            Heartbeat: _ignore,
+            Heartbeat: self._on_heartbeat,
             ChecksumFrame: self._on_checksum,
             TradeFrame: self._on_trade,
             Info: self._on_info,
@@ -196,8 +201,8 @@ class BitfinexDataClient:
         for unified in self.symbols:
             instrument = symbol_map.instrument(unified)  # raises UnknownSymbolError naming the fix
             self.context.add_instrument(instrument)
-            sync = BookSync(self._venue, unified, self.context.book(unified), self._publish,
-                            checksums=self.settings.checksums)
+            sync = BookSync(self._venue, unified, self.context.book(unified), apply=self.context.apply,
+                            publish=self._publish, checksums=self.settings.checksums)
             self._feeds[unified] = _SymbolFeed(instrument, sync)
         self._log.info("instruments loaded", symbols=len(self.symbols), listed=len(symbol_map))
 
@@ -269,6 +274,7 @@ class BitfinexDataClient:
             for feed in conn.feeds:
                 self._send(conn, subscribe_request(_TRADES, feed.instrument.venue_symbol))
         for feed in conn.feeds:
+            feed.sync.expect_checksums(self.settings.checksums)  # until Bitfinex answers this connection's conf
             feed.sync.subscribed()
             self._drain(feed)
 
@@ -394,6 +400,16 @@ class BitfinexDataClient:
         if sync.outputs:
             self._drain(feed)
 
+    def _on_heartbeat(self, conn: _Connection, msg: BitfinexMessage) -> None:
+        assert isinstance(msg, Heartbeat)
+        entry = conn.channels.get(msg.chan_id)
+        if entry is None or entry[1] != _BOOK:
+            return  # its arrival already fed the watchdog (and the sequence)
+        sync = entry[0].sync
+        sync.on_heartbeat()
+        if sync.outputs:
+            self._drain(entry[0])
+
     def _on_checksum(self, conn: _Connection, msg: BitfinexMessage) -> None:
         assert isinstance(msg, ChecksumFrame)
         entry = conn.channels.get(msg.chan_id)
@@ -470,6 +486,16 @@ class BitfinexDataClient:
         assert isinstance(msg, ConfAck)
         if msg.status != "OK":
             self._log.warning("Bitfinex refused the connection flags", status=msg.status, flags=msg.flags)
+        # Book events wait for a cs frame only where Bitfinex confirmed it sends them (a replay, a refused
+        # conf or checksums = false: none come, and each update is published once it is applied).
+        checksums = msg.status == "OK" and bool(msg.flags & FLAG_OB_CHECKSUM)
+        if self.settings.checksums and not checksums:
+            self._log.warning("Bitfinex did not confirm checksum frames; book events will not wait for one",
+                              connection=conn.index, flags=msg.flags)
+        for feed in conn.feeds:
+            feed.sync.expect_checksums(checksums)
+            if feed.sync.outputs:
+                self._drain(feed)
 
     def _on_error_event(self, conn: _Connection, msg: BitfinexMessage) -> None:
         assert isinstance(msg, ErrorEvent)
@@ -513,7 +539,7 @@ class BitfinexDataClient:
         for out in feed.sync.take_outputs():
             if isinstance(out, HealthChange):
                 self.context.set_health(symbol, out.health, out.reason, out.detail)
-                counter = _PROBLEM_COUNTERS.get(out.reason)
+                counter = out.counter or _PROBLEM_COUNTERS.get(out.reason)
                 if counter is not None:
                     self.context.count(counter, symbol)
                     self._log.warning("book out of sync; resyncing", symbol=symbol, reason=out.reason.value,
