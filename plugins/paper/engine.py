@@ -474,10 +474,12 @@ class FillEngine:
         now = self._tick(now_ns)
         key = (event.venue, event.symbol)
         market = self._markets.get(key)
-        book = self._books(event.venue, event.symbol) if market is not None else None
-        if market is not None and book is not None:
+        if market is not None:
             bids, asks = market.taken_bids, market.taken_asks
-            if bids.sizes or asks.sizes:
+            # The book is looked up only when something of ours needs it (a market we once traded in
+            # stays in _markets, and the look-up would otherwise run on each of its events).
+            book = self._books(event.venue, event.symbol) if bids.sizes or asks.sizes else None
+            if book is not None:
                 # The venue restated these levels: what our taker orders took from them is history.
                 version = _version(book)
                 if isinstance(event, BookSnapshot):
@@ -491,11 +493,11 @@ class FillEngine:
         if self._arrivals and self._arrivals[0][0] <= now:
             self._process_arrivals(now)
             market = self._markets.get(key)
-            book = self._books(event.venue, event.symbol)
         if market is not None and (market.buys or market.sells):
             attribution = self.config.cancel_attribution_by_venue.get(event.venue,
                                                                        self.config.cancel_attribution)
             self._restate_levels(market, event, attribution)
+            book = self._books(event.venue, event.symbol)
             if book is not None:
                 self._fill_crossed(market, book, now)
         if self._reports and self._reports[0][0] <= now:
