@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -600,6 +601,45 @@ async def test_a_change_its_checksum_frame_refutes_never_reaches_a_bus_subscribe
         (BookDelta, [(59999.0, 4.0)], []),  # after the resync
     ]
     assert [type(e) for e, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
+
+
+async def test_strategy_in_the_engine_is_never_shown_a_change_its_checksum_frame_refutes(tmp_path: Path) -> None:
+    session = SpecsSession().snapshot(SNAPSHOT).checksum()
+    truths = [session.book.top()]  # the exchange's book at each cs frame
+    session.update("59999.5", 2, "3e-8").checksum()
+    truths.append(session.book.top())
+    session.update("60000.5", 1, "0.25").update("60001", 0, "-1").checksum()  # one change, two frames
+    wrong_at = len(session.frames) - 3  # the first frame of that change arrives with a wrong amount
+    truths.append(session.book.top())  # also the resync's snapshot
+    session.update("59999", 1, "4").checksum()
+    truths.append(session.book.top())
+    script = Script(session.frames).take(range(wrong_at)).altered(wrong_at, "[17,[60000.5,1,0.35],0]")
+    script.take(range(wrong_at + 1, wrong_at + 3)).wait(2).take(range(wrong_at + 3, len(session.frames)))
+
+    def done(w: Watcher) -> bool:
+        resynced = any(s.reason is HealthReason.CHECKSUM for s in w.statuses)
+        return resynced and bool(w.shown) and w.shown[-1][1:] == truths[-1]
+
+    watcher = Watcher(done)
+    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server:
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'duration_secs = 30\n[journal]\nenabled = false\n'
+            f'[venues.bitfinex]\nws_url = "{server.url}"\nrest_url = "{server.http_url}"\nsymbols = ["BTC/USD"]\n'
+            f'trades = false\nmax_requests_per_sec = 1000.0\n'
+            f'[venues.bitfinex.backoff]\ninitial_delay_ms = 1\nmax_delay_ms = 5\njitter = 0.0\n'
+            f'[strategies.watch]\nvenue = "bitfinex"\nsymbols = ["BTC/USD"]\n'
+        )
+        summary = await run_engine(config, watcher)
+
+    assert not summary.failed
+    assert summary.venue_counters["bitfinex"]["checksum_failures"] == 1
+    # The bus carried the two proven updates; the refuted change's two events never went out.
+    assert watcher.deltas_on_bus("BTC/USD") == [truths[1], truths[3]]
+    assert watcher.snapshots_on_bus("BTC/USD") == 2
+    # Every state a strategy was shown is one Bitfinex's checksum proved.
+    assert watcher.shown
+    assert all(shown[1:] in truths for shown in watcher.shown)
 
 
 async def test_held_book_events_without_a_checksum_frame_for_a_heartbeat_interval_resync_the_book() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -537,6 +538,46 @@ async def test_v1_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its
     updates = [i for i in truth if is_book_update(original[i], "ETH/CHF")]
     assert [(bids, asks) for kind, bids, asks in seen if kind is BookDelta] == [truth[i] for i in updates if i != at]
     assert [kind for kind, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
+
+
+async def test_v1_strategy_in_the_engine_is_never_shown_the_book_a_wrong_frame_made(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    original = server_frames(shared_data / BOOK_CAPTURE)
+    at, altered = detectable_alteration(original, "ETH/CHF", 5)
+    script = Script(original).take(range(at)).altered(at, altered).wait(2).take(range(at + 1, len(original)))
+    truth = v1_states(original, "ETH/CHF")
+    wrong = v1_reference([f for f in original[:at] if f.endswith('"ETH/CHF"]')] + [altered], 1000)["ETH/CHF"].top()
+    last_true = truth[max(truth)]
+
+    def done(w: Watcher) -> bool:
+        resynced = any(s.reason is HealthReason.CHECKSUM for s in w.statuses)
+        return resynced and bool(w.shown) and w.shown[-1][1:] == last_true
+
+    watcher = Watcher(done)
+    async with _scripted(shared_data, script) as server:
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'duration_secs = 30\n[journal]\nenabled = false\n'
+            f'[venues.kraken]\napi_version = "v1"\nws_url = "{server.url}"\nrest_url = "{server.http_url}"\n'
+            f'symbols = ["ETH/CHF"]\ndepth = 1000\ntrades = false\nmax_requests_per_sec = 1000.0\n'
+            f'[venues.kraken.backoff]\ninitial_delay_ms = 1\nmax_delay_ms = 5\njitter = 0.0\n'
+            f'[strategies.watch]\nvenue = "kraken"\nsymbols = ["ETH/CHF"]\n'
+        )
+        summary = await run_engine(config, watcher)
+
+    assert not summary.failed
+    assert summary.venue_counters["kraken"]["checksum_failures"] == 1
+    assert [(s.health, s.reason) for s in watcher.statuses if s.reason is HealthReason.CHECKSUM] == [
+        (BookHealth.RESYNCING, HealthReason.CHECKSUM)]
+    # Every event on the engine's bus left the book in the exchange's own state; the wrong one never went out.
+    updates = [i for i in truth if is_book_update(original[i], "ETH/CHF")]
+    assert watcher.deltas_on_bus("ETH/CHF") == [truth[i] for i in updates if i != at]
+    assert watcher.snapshots_on_bus("ETH/CHF") == 2  # the first one and the resync's
+    # Strategies see books at the end of each burst: every state shown is a true one, never the wrong one.
+    assert wrong not in truth.values()
+    assert watcher.shown
+    assert all(shown[1:] in truth.values() for shown in watcher.shown)
 
 
 async def test_v1_malformed_frames_are_logged_cut_counted_and_resync_their_book(

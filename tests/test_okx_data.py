@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -508,6 +509,47 @@ async def test_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its_bo
     updates = book_updates(original, "BTC-USDT")
     assert [(bids, asks) for kind, bids, asks in seen if kind is BookDelta] == [truth[i] for i in updates if i != at]
     assert [kind for kind, _, _ in seen].count(BookSnapshot) == 2  # the first one and the resync's
+
+
+async def test_strategy_in_the_engine_is_never_shown_the_book_a_wrong_frame_made(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    original = server_frames(shared_data / CAPTURE)
+    at, altered = detectable_alteration(original, "BTC-USDT", 40)
+    origin = list(range(len(original)))
+    script = list(original)
+    script[at] = altered
+    script[at + 1 : at + 1] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]
+    truth = capture_states(original, "BTC-USDT")
+    wrong = capture_reference([*original[:at], altered])["BTC-USDT"].top()
+    last_true = truth[max(truth)]
+
+    def done(w: Watcher) -> bool:
+        resynced = any(s.reason is HealthReason.CHECKSUM for s in w.statuses)
+        return resynced and bool(w.shown) and w.shown[-1][1:] == last_true
+
+    watcher = Watcher(done)
+    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server:
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            f'duration_secs = 30\n[journal]\nenabled = false\n'
+            f'[venues.okx]\nws_url = "{server.url}"\nrest_url = "{server.http_url}"\nsymbols = ["BTC/USDT"]\n'
+            f'trades = false\nmax_requests_per_sec = 1000.0\n'
+            f'[venues.okx.backoff]\ninitial_delay_ms = 1\nmax_delay_ms = 5\njitter = 0.0\n'
+            f'[strategies.watch]\nvenue = "okx"\nsymbols = ["BTC/USDT"]\n'
+        )
+        summary = await run_engine(config, watcher)
+
+    assert not summary.failed
+    assert summary.venue_counters["okx"]["checksum_failures"] == 1
+    # Every event on the engine's bus left the book in the exchange's own state; the wrong one never went out.
+    updates = book_updates(original, "BTC-USDT")
+    assert watcher.deltas_on_bus("BTC/USDT") == [truth[i] for i in updates if i != at]
+    assert watcher.snapshots_on_bus("BTC/USDT") == 2  # the first one and the resync's
+    # Strategies see books at the end of each burst: every state shown is a true one, never the wrong one.
+    assert wrong not in truth.values()
+    assert watcher.shown
+    assert all(shown[1:] in truth.values() for shown in watcher.shown)
 
 
 async def test_malformed_frames_are_logged_cut_counted_and_resync_their_book(
