@@ -722,6 +722,30 @@ async def test_maintenance_parks_the_books_and_its_end_resubscribes_them() -> No
         assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
 
 
+async def test_engine_resync_request_resubscribes_the_book() -> None:
+    session = SpecsSession().snapshot(SNAPSHOT).checksum()
+    script = session.script().wait(2)  # the engine's request: unsubscribe, subscribe (a snapshot and its cs)
+    session.update("59999", 1, "4")
+    script.extra(session.frames[-1]).extra(f'[17,"cs",{session.book.checksum()},0]')
+
+    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+        ctx = running.ctx
+        await ctx.wait_until(lambda: is_live(ctx, "BTC/USD"))
+
+        running.client.resync("BTC/USD", HealthReason.STALE, "no update for 61000 ms")
+        await ctx.wait_until(lambda: running.total("checksums_matched") == 3)
+
+        assert ctx.transitions("BTC/USD") == [
+            (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+            (BookHealth.RESYNCING, HealthReason.STALE),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
+        book = ctx.books["BTC/USD"]
+        assert (book.bids(10), book.asks(10)) == session.book.top()
+
+
 async def test_reconnect_request_20051_reconnects(capsys: pytest.CaptureFixture[str]) -> None:
     session = SpecsSession().snapshot(SNAPSHOT).checksum()
     session.raw('{"event":"error","msg":"subscribe: dup","code":10301,"channel":"trades","symbol":"tBTCUSD"}')

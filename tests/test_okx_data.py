@@ -664,6 +664,34 @@ async def test_seq_chain_takes_jumps_keepalives_and_resets_and_resyncs_on_a_gap(
         assert (book.prev_seq, book.last_seq) == (20, 21)
 
 
+async def test_engine_resync_request_resubscribes_the_book() -> None:
+    session = SeqSession().snapshot(100)
+    session.update([["30000.5", "9"]], [], seq=101, prev=100)
+    session.wait(2)  # the engine's request: unsubscribe, subscribe, answered with a snapshot at seqId 20
+    session.update([["30000.3", "2"]], [], seq=21, prev=20)
+    rest = {"/api/v5/public/instruments?instType=SPOT": INSTRUMENTS_BTC_USDT}
+    answer = resnapshot_from(lambda sent: {"BTC-USDT": session.at_wait}, lambda: 20)
+
+    async with ScriptedOkx(rest, session.frames, answer) as server, running_client(
+        settings_for(server.url, server.http_url, symbols=["BTC/USDT"], trades=False)
+    ) as running:
+        ctx = running.ctx
+        await ctx.wait_until(lambda: ctx.book("BTC/USDT").last_seq == 101)
+
+        running.client.resync("BTC/USDT", HealthReason.STALE, "no update for 61000 ms")
+        await ctx.wait_until(lambda: ctx.book("BTC/USDT").last_seq == 21)
+
+        assert ctx.transitions("BTC/USDT") == [
+            (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+            (BookHealth.RESYNCING, HealthReason.STALE),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        assert [json.loads(r)["op"] for r in server.received[1:]] == ["unsubscribe", "subscribe"]
+        book = ctx.books["BTC/USDT"]
+        assert (book.bids(10), book.asks(10)) == session.book.top()
+
+
 # -- heartbeats and venue events ----------------------------------------------------------------------------------
 
 

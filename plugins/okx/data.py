@@ -141,6 +141,15 @@ class OkxDataClient:
         """Per symbol: snapshots, updates, checksums matched and failed, gaps, resyncs..."""
         return {symbol: feed.sync.counters for symbol, feed in self._feeds.items()}
 
+    def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
+        """Re-sync one book from a fresh snapshot (the engine found it crossed or stale): resubscribe it."""
+        feed = self._feeds.get(symbol)
+        if feed is None:
+            return
+        self._log.warning("book resync requested", symbol=symbol, reason=reason.value, detail=detail)
+        feed.sync.invalidate(reason, detail)
+        self._drain(feed)
+
     async def run(self) -> NoReturn:
         endpoints = self.context.endpoints
         s = self.settings
