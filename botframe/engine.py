@@ -2,8 +2,13 @@
 
 Per market event the path is direct calls resolved here at start-up (no pluggy, no queues)::
 
-    venue parser -> bus.publish(BookDelta) -> MarketSlot.on_delta: book.apply -> signals -> strategies
-                                            -> paper executor (its own subscription)
+    venue parser -> bus.publish(BookDelta) -> Engine._on_delta: book.apply -> signals (per event part)
+                                                 -> signals (the rest) -> strategies   (see below)
+                                            -> paper executor (its own subscription, every event)
+
+Under a burst (frames the connection had already received) every event is applied at once, but the
+rest of the signals and the strategies run once per changed book, on its latest state, when the event
+loop would otherwise wait for the network; a lone frame goes straight through (``_flush_books``).
 
 Orders go ``StrategyContext -> Engine.submit -> journal -> RiskGate -> OrderTracker -> executor``;
 executors report back through ``Engine.report -> journal -> orders/portfolio -> bus -> strategies``.
