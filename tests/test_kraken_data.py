@@ -937,6 +937,50 @@ async def test_v2_dropped_connection_reconnects_and_resubscribes() -> None:
         assert matches_truth(sim, running, "BTC/USD")
 
 
+async def test_engine_resync_request_resubscribes_only_that_book() -> None:
+    async with simulated() as (sim, running):
+        ctx = running.ctx
+        await step(sim, running, lambda: running.matched() >= 20)
+
+        running.client.resync("BTC/USD", HealthReason.STALE, "no update for 61000 ms")
+        await step(sim, running, lambda: ctx.books["BTC/USD"].is_live and running.matched() >= 60)
+
+        assert ctx.transitions("BTC/USD")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.STALE),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        assert len(ctx.transitions("ETH/USD")) == 2  # the other book of the connection carried on
+        assert ctx.counts["resyncs"] == 1
+        assert running.failed() == 0
+        assert matches_truth(sim, running, "BTC/USD")
+
+
+async def test_engine_resync_of_a_crossed_book_is_not_counted_twice() -> None:
+    async with simulated() as (sim, running):
+        ctx = running.ctx
+        await step(sim, running, lambda: running.matched() >= 20)
+
+        # The engine counts "crossed" itself before it asks the venue to resync.
+        running.client.resync("BTC/USD", HealthReason.CROSSED, "best bid 60001.0 >= best ask 60000.0")
+        await step(sim, running, lambda: ctx.books["BTC/USD"].is_live)
+
+        assert ctx.transitions("BTC/USD")[-2:] == [
+            (BookHealth.RESYNCING, HealthReason.CROSSED),
+            (BookHealth.LIVE, HealthReason.SNAPSHOT),
+        ]
+        assert ctx.counts["crossed"] == 0
+        assert ctx.counts["resyncs"] == 1
+
+
+def test_engine_resync_of_an_unknown_symbol_is_ignored() -> None:
+    ctx = recording_context()
+    client = KrakenDataClient(v2_settings("ws://127.0.0.1:1", ""), ctx)
+
+    client.resync("DOGE/USD", HealthReason.STALE)
+
+    assert ctx.statuses == []
+
+
 # -- settings and registration ------------------------------------------------------------------------------
 
 

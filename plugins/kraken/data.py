@@ -153,6 +153,20 @@ class KrakenDataClient:
         """Per symbol: snapshots, updates, checksums matched and failed, resyncs..."""
         return {symbol: feed.sync.counters for symbol, feed in self._feeds.items()}
 
+    def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
+        """Re-sync one book from a fresh snapshot (the engine found it crossed or stale): resubscribe it.
+
+        The book goes to RESYNCING; updates that arrive before Kraken's new snapshot are dropped (the
+        snapshot replaces the whole book, so none of them is needed). The engine counts its own finding,
+        so nothing is counted here but the resync.
+        """
+        feed = self._feeds.get(symbol)
+        if feed is None:
+            return
+        self._log.warning("book resync requested", symbol=symbol, reason=reason.value, detail=detail)
+        feed.sync.invalidate(reason, detail)
+        self._drain(feed, count_problems=False)
+
     async def run(self) -> NoReturn:
         endpoints = self.context.endpoints
         s = self.settings
@@ -523,11 +537,11 @@ class KrakenDataClient:
 
     # -- sync machine outputs -----------------------------------------------------------------------------
 
-    def _drain(self, feed: _SymbolFeed) -> None:
+    def _drain(self, feed: _SymbolFeed, *, count_problems: bool = True) -> None:
         for out in feed.sync.take_outputs():
             if isinstance(out, HealthChange):
                 self.context.set_health(feed.symbol, out.health, out.reason, out.detail)
-                counter = _PROBLEM_COUNTERS.get(out.reason)
+                counter = _PROBLEM_COUNTERS.get(out.reason) if count_problems else None
                 if counter is not None:
                     self.context.count(counter, feed.symbol)
                     self._log.warning("book out of sync; resyncing", symbol=feed.symbol, reason=out.reason.value,
