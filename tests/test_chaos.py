@@ -1297,8 +1297,6 @@ def _kraken_malformed(kind: str, best_bid: float) -> str:
 
 
 _KRAKEN_MALFORMED_BUGS = {
-    "unknown type": "KrakenDataClient reads any book 'type' but 'snapshot' as an update: applied, not counted "
-    "as a parse error (caught only when its checksum happens to fail)",
     "missing field": "an update without 'checksum' decodes (checksum: int | None = None) and is applied "
     "unverified: the book stays LIVE and wrong",
 }

@@ -195,6 +195,16 @@ def test_v2_malformed_book_frame_names_its_symbol() -> None:
     assert (info.value.channel, info.value.symbol) == ("book", "ETH/USD")
 
 
+def test_v2_book_frame_of_an_unknown_type_is_unreadable_and_names_its_symbol() -> None:
+    frame = (b'{"channel":"book","type":"delta","data":[{"symbol":"ETH/USD","bids":[{"price":1797.2,"qty":1.0}],'
+             b'"asks":[],"checksum":1}]}')
+
+    with pytest.raises(FrameError, match="'delta'") as info:
+        V2Decoder().decode(frame)
+
+    assert (info.value.channel, info.value.symbol) == ("book", "ETH/USD")
+
+
 def test_requests_match_the_documented_shapes() -> None:
     assert json.loads(v1_request("subscribe", "book", ["XMR/USD", "SC/EUR"], 1000)) == {
         "event": "subscribe", "pair": ["XMR/USD", "SC/EUR"], "subscription": {"name": "book", "depth": 1000}}

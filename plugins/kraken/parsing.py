@@ -466,6 +466,14 @@ def _number_text(raw: msgspec.Raw) -> str:
         return "0"
 
 
+_V2_BOOK_TYPES = frozenset({"snapshot", "update"})
+
+
+def _first_symbol(data: list[_V2BookData]) -> str:
+    """The symbol of a v2 book frame's first entry: names the book an unreadable frame concerns."""
+    return data[0].symbol if data else ""
+
+
 _V2_SYMBOL = re.compile(rb'"symbol"\s*:\s*"([^"]{1,40})"')
 _V2_CHANNEL = re.compile(rb'"channel"\s*:\s*"([a-z]{1,20})"')
 
@@ -487,6 +495,10 @@ class V2Decoder:
         except msgspec.DecodeError:
             return [self._other(frame)]
         if isinstance(msg, _V2BookFrame):
+            if msg.type not in _V2_BOOK_TYPES:
+                # Read as an update it would change the book unproven: as unreadable as broken JSON.
+                raise FrameError(f"unknown book frame type {msg.type!r}", symbol=_first_symbol(msg.data),
+                                 channel="book")
             snapshot = msg.type == "snapshot"
             return [
                 V2Book(
