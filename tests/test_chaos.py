@@ -1296,21 +1296,7 @@ def _kraken_malformed(kind: str, best_bid: float) -> str:
            f'"qty":1.0}}],"asks":[],"checksum":1{pad}}}]}}'
 
 
-_KRAKEN_MALFORMED_BUGS = {
-    "missing field": "an update without 'checksum' decodes (checksum: int | None = None) and is applied "
-    "unverified: the book stays LIVE and wrong",
-}
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=_KRAKEN_MALFORMED_BUGS[k]))
-        if k in _KRAKEN_MALFORMED_BUGS
-        else k
-        for k in BINANCE_MALFORMED
-    ],
-)
+@pytest.mark.parametrize("kind", list(BINANCE_MALFORMED))
 async def test_malformed_kraken_frame_is_logged_cut_counted_skipped_and_its_book_resyncs(kind: str) -> None:
     async with chaos_run("kraken", FaultSettings(), proxy=True) as run:
         ctx = run.context

@@ -205,6 +205,23 @@ def test_v2_book_frame_of_an_unknown_type_is_unreadable_and_names_its_symbol() -
     assert (info.value.channel, info.value.symbol) == ("book", "ETH/USD")
 
 
+def test_v2_book_update_without_its_checksum_is_unreadable_and_names_its_symbol() -> None:
+    frame = b'{"channel":"book","type":"update","data":[{"symbol":"ETH/USD","bids":[{"price":1797.2,"qty":1.0}]}]}'
+
+    with pytest.raises(FrameError, match="checksum") as info:
+        V2Decoder().decode(frame)
+
+    assert (info.value.channel, info.value.symbol) == ("book", "ETH/USD")
+
+
+def test_v2_book_snapshot_without_a_checksum_still_decodes() -> None:
+    frame = b'{"channel":"book","type":"snapshot","data":[{"symbol":"ETH/USD","bids":[{"price":1797.2,"qty":1.0}]}]}'
+
+    [msg] = V2Decoder().decode(frame)
+
+    assert msg == V2Book("ETH/USD", True, [(1797.2, 1.0)], [], None, 0)
+
+
 def test_requests_match_the_documented_shapes() -> None:
     assert json.loads(v1_request("subscribe", "book", ["XMR/USD", "SC/EUR"], 1000)) == {
         "event": "subscribe", "pair": ["XMR/USD", "SC/EUR"], "subscription": {"name": "book", "depth": 1000}}

@@ -10,11 +10,14 @@ faster than ``max_requests_per_sec``, and runs one :class:`~.sync.BookSync` per 
 Per book frame the work is: one msgspec decode, one dict lookup, the sync machine (apply, checksum of the
 top 10 levels, and publish only if it matched: no strategy ever reads a book the checksum refuted). A
 checksum mismatch or a crossed book resubscribes that one book (unsubscribe, subscribe: Kraken answers
-with a fresh snapshot) without publishing the frame; the other books of the connection carry on. A frame that cannot be
-decoded is logged with its first 200 characters, counted (``parse_errors``) and skipped; if it named a
-book of ours, that book resyncs. Heartbeats prove the connection alive (the stale watchdog replaces a
-silent one); system status ``maintenance`` parks the books until ``online``; refused subscriptions are
-logged with Kraken's reason.
+with a fresh snapshot) without publishing the frame; the other books of the connection carry on.
+
+A frame that cannot be decoded is logged with its first 200 characters, counted (``parse_errors``) and
+skipped; if it named a book of ours, that book resyncs. A v2 book frame of an unknown ``type``, or a v2
+update without its ``checksum`` (Kraken always sends one), is such a frame: applied, it would change a
+book unproven. Heartbeats prove the connection alive (the stale watchdog replaces a silent one); system
+status ``maintenance`` parks the books until ``online``; refused subscriptions are logged with Kraken's
+reason.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class V2Book:
     snapshot: bool
     bids: list[Level]
     asks: list[Level]
-    checksum: int | None
+    checksum: int | None  # never None on an update (the decoder refuses one without it)
     exchange_ts_ns: int
 
 
@@ -500,6 +500,11 @@ class V2Decoder:
                 raise FrameError(f"unknown book frame type {msg.type!r}", symbol=_first_symbol(msg.data),
                                  channel="book")
             snapshot = msg.type == "snapshot"
+            if not snapshot:
+                for d in msg.data:
+                    if d.checksum is None:
+                        # Kraken v2 always sends one; an update without it could only be applied unproven.
+                        raise FrameError("book update without its checksum", symbol=d.symbol, channel="book")
             return [
                 V2Book(
                     d.symbol,
