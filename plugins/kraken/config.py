@@ -47,7 +47,11 @@ class KrakenSettings(BaseModel):
         description="unified symbols (ccxt names: BTC/USD, not XBT/USD)",
     )
     depth: Literal[10, 25, 100, 500, 1000] = Field(
-        default=10, description="book levels per side subscribed; the book is truncated to this after each update"
+        default=10,
+        description="book levels per side subscribed; the book is truncated to this after each update. "
+        "Kraken's checksum covers only the top 10 levels: above 10, a lost update below level 10 is not "
+        "caught by the checksum (only by the engine's crossed and stale checks), so keep 10 for a book "
+        "verified level by level",
     )
     trades: bool = Field(default=True, description="also stream public trades")
     instrument_channel: bool = Field(

@@ -22,6 +22,12 @@ queued in :attr:`BookSync.outputs` for the caller::
 
     CONNECTING --subscribed--> SYNCING --snapshot--> LIVE --mismatch/crossed--> RESYNCING --snapshot--> LIVE
     any state --disconnected--> CONNECTING
+
+The protocol's limit (found by the chaos harness): the checksum covers only the top 10 levels per side,
+whatever the subscribed depth. With ``depth`` above 10, a lost or damaged update below level 10 leaves
+the book wrong where no checksum looks: it shows only if that level later rises into the top 10, or
+through the engine's crossed and stale checks. ``depth = 10`` (the default) is the only depth whose
+every level is checksum-verified; choose it when the whole book must be proven.
 """
 
 from __future__ import annotations
