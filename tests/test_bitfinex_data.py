@@ -722,7 +722,8 @@ async def test_maintenance_parks_the_books_and_its_end_resubscribes_them() -> No
         assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
 
 
-async def test_engine_resync_request_resubscribes_the_book() -> None:
+@pytest.mark.parametrize("reason", [HealthReason.STALE, HealthReason.CROSSED])
+async def test_engine_resync_request_resubscribes_the_book(reason: HealthReason) -> None:
     session = SpecsSession().snapshot(SNAPSHOT).checksum()
     script = session.script().wait(2)  # the engine's request: unsubscribe, subscribe (a snapshot and its cs)
     session.update("59999", 1, "4")
@@ -732,15 +733,16 @@ async def test_engine_resync_request_resubscribes_the_book() -> None:
         ctx = running.ctx
         await ctx.wait_until(lambda: is_live(ctx, "BTC/USD"))
 
-        running.client.resync("BTC/USD", HealthReason.STALE, "no update for 61000 ms")
+        running.client.resync("BTC/USD", reason, "found by the engine")
         await ctx.wait_until(lambda: running.total("checksums_matched") == 3)
 
         assert ctx.transitions("BTC/USD") == [
             (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
-            (BookHealth.RESYNCING, HealthReason.STALE),
+            (BookHealth.RESYNCING, reason),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
+        assert ctx.counts["crossed"] == 0  # the engine counts what it found, once
         assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
         book = ctx.books["BTC/USD"]
         assert (book.bids(10), book.asks(10)) == session.book.top()

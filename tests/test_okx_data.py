@@ -664,7 +664,8 @@ async def test_seq_chain_takes_jumps_keepalives_and_resets_and_resyncs_on_a_gap(
         assert (book.prev_seq, book.last_seq) == (20, 21)
 
 
-async def test_engine_resync_request_resubscribes_the_book() -> None:
+@pytest.mark.parametrize("reason", [HealthReason.STALE, HealthReason.CROSSED])
+async def test_engine_resync_request_resubscribes_the_book(reason: HealthReason) -> None:
     session = SeqSession().snapshot(100)
     session.update([["30000.5", "9"]], [], seq=101, prev=100)
     session.wait(2)  # the engine's request: unsubscribe, subscribe, answered with a snapshot at seqId 20
@@ -678,15 +679,16 @@ async def test_engine_resync_request_resubscribes_the_book() -> None:
         ctx = running.ctx
         await ctx.wait_until(lambda: ctx.book("BTC/USDT").last_seq == 101)
 
-        running.client.resync("BTC/USDT", HealthReason.STALE, "no update for 61000 ms")
+        running.client.resync("BTC/USDT", reason, "found by the engine")
         await ctx.wait_until(lambda: ctx.book("BTC/USDT").last_seq == 21)
 
         assert ctx.transitions("BTC/USDT") == [
             (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
-            (BookHealth.RESYNCING, HealthReason.STALE),
+            (BookHealth.RESYNCING, reason),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
+        assert ctx.counts["crossed"] == 0  # the engine counts what it found, once
         assert [json.loads(r)["op"] for r in server.received[1:]] == ["unsubscribe", "subscribe"]
         book = ctx.books["BTC/USDT"]
         assert (book.bids(10), book.asks(10)) == session.book.top()

@@ -170,7 +170,7 @@ class BitfinexDataClient:
             return
         self._log.warning("book resync requested", symbol=symbol, reason=reason.value, detail=detail)
         feed.sync.invalidate(reason, detail)
-        self._drain(feed)
+        self._drain(feed, count_problems=False)  # the engine counted what it found
 
     def sequence_gaps(self) -> int:
         """Gaps in the connections' SEQ_ALL sequences so far."""
@@ -543,12 +543,12 @@ class BitfinexDataClient:
 
     # -- sync machine outputs -----------------------------------------------------------------------------
 
-    def _drain(self, feed: _SymbolFeed) -> None:
+    def _drain(self, feed: _SymbolFeed, *, count_problems: bool = True) -> None:
         symbol = feed.instrument.symbol
         for out in feed.sync.take_outputs():
             if isinstance(out, HealthChange):
                 self.context.set_health(symbol, out.health, out.reason, out.detail)
-                counter = out.counter or _PROBLEM_COUNTERS.get(out.reason)
+                counter = (out.counter or _PROBLEM_COUNTERS.get(out.reason)) if count_problems else None
                 if counter is not None:
                     self.context.count(counter, symbol)
                     self._log.warning("book out of sync; resyncing", symbol=symbol, reason=out.reason.value,

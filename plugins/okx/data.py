@@ -148,7 +148,7 @@ class OkxDataClient:
             return
         self._log.warning("book resync requested", symbol=symbol, reason=reason.value, detail=detail)
         feed.sync.invalidate(reason, detail)
-        self._drain(feed)
+        self._drain(feed, count_problems=False)  # the engine counted what it found
 
     async def run(self) -> NoReturn:
         endpoints = self.context.endpoints
@@ -444,12 +444,12 @@ class OkxDataClient:
 
     # -- sync machine outputs -----------------------------------------------------------------------------
 
-    def _drain(self, feed: _SymbolFeed) -> None:
+    def _drain(self, feed: _SymbolFeed, *, count_problems: bool = True) -> None:
         symbol = feed.instrument.symbol
         for out in feed.sync.take_outputs():
             if isinstance(out, HealthChange):
                 self.context.set_health(symbol, out.health, out.reason, out.detail)
-                counter = _PROBLEM_COUNTERS.get(out.reason)
+                counter = _PROBLEM_COUNTERS.get(out.reason) if count_problems else None
                 if counter is not None:
                     self.context.count(counter, symbol)
                     self._log.warning("book out of sync; resyncing", symbol=symbol, reason=out.reason.value,
