@@ -32,6 +32,16 @@ Errors, and what :func:`classify` makes of them::
 The receive loop does one ``await recv()`` and one callback per frame and nothing else: no decode
 (frames are passed as the ``bytes`` on the wire; msgspec decodes bytes directly), no logging, no clock
 read. The stale watchdog compares the message counter at intervals of the injected clock instead.
+
+What every venue client does with its streams is here too, so each venue keeps only what is its own:
+:class:`VenueStreamSettings` (the connection settings every venue section has, satisfying
+:class:`StreamSettings` and :class:`RestSettings`), :func:`connect_stream` and :func:`rest_client` (a
+stream and a REST client built from them), :func:`run_streams` (every stream under one task group until
+one fails for good), :class:`BackgroundTasks` (request writers, keepalives, snapshot fetches: cancelled
+together when the client stops), :func:`report_counters` (a connection's counters added to the venue's),
+:func:`disconnect_reason`, :class:`UnreadableFrames` (the one log line per unreadable frame), and two
+request pacers: :class:`RequestPacer` (a sliding one-second window, shared by a venue's connections) and
+:class:`RequestQueue` (one connection's requests, in order, evenly spaced).
 """
 
 from __future__ import annotations
@@ -40,11 +50,12 @@ import asyncio
 import enum
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import aiohttp
 import structlog
@@ -59,24 +70,41 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
+from .events import HealthReason
+
 if TYPE_CHECKING:
     from .clock import Clock
 
 __all__ = [
+    "FRAME_EXCERPT_CHARS",
+    "REPORTED_COUNTERS",
+    "BackgroundTasks",
     "BackoffSettings",
     "Disposition",
     "HttpStatusError",
+    "RequestPacer",
+    "RequestQueue",
     "ResilientWebSocket",
     "RestClient",
+    "RestSettings",
     "StaleStreamError",
     "StreamCounters",
     "StreamFatalError",
+    "StreamSettings",
+    "UnreadableFrames",
+    "VenueStreamSettings",
     "backoff",
     "classify",
     "close_code",
+    "connect_stream",
+    "disconnect_reason",
+    "frame_excerpt",
     "parse_retry_after",
+    "report_counters",
+    "rest_client",
     "retry_after_secs",
     "retry_cause",
+    "run_streams",
 ]
 
 _log = structlog.get_logger("botframe.streams")
@@ -84,6 +112,9 @@ _log = structlog.get_logger("botframe.streams")
 MessageHandler = Callable[[bytes], None]
 ConnectHandler = Callable[[ClientConnection], Awaitable[None]]
 DisconnectHandler = Callable[[BaseException], None]
+
+#: The largest frame a stream accepts unless told otherwise.
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 # Close codes (RFC 6455 section 7.4) that mean the peer refuses what we send or negotiate.
 _FATAL_CLOSE_CODES = frozenset({1003, 1007, 1009, 1010})
@@ -301,7 +332,7 @@ class ResilientWebSocket:
         ping_timeout_secs: float | None = 20.0,
         open_timeout_secs: float = 10.0,
         close_timeout_secs: float = 2.0,
-        max_message_bytes: int = 8 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_queue: int = 256,
         rng: Callable[[], float] = random.random,
         log: structlog.typing.FilteringBoundLogger | None = None,
@@ -577,3 +608,317 @@ class RestClient:
                     delay_secs=round(delay, 3),
                 )
                 await self._clock.sleep(delay)
+
+
+# -- what every venue client does with its streams --------------------------------------------------------
+
+#: Characters of a frame (or REST body) kept when one is logged: enough to see what it was, never a flood.
+FRAME_EXCERPT_CHARS = 200
+
+#: Stream counters a venue adds to its own counters (``VenueContext.count``) as they grow.
+REPORTED_COUNTERS = ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors")
+
+#: ``VenueContext.count``: add ``n`` to a named counter (per symbol when given).
+CountFn = Callable[..., None]
+
+
+class StreamSettings(Protocol):
+    """The settings :func:`connect_stream` reads (a venue's settings model has them; see
+    :class:`VenueStreamSettings`)."""
+
+    @property
+    def backoff(self) -> BackoffSettings: ...
+
+    @property
+    def stale_after_ms(self) -> float: ...
+
+    @property
+    def ping_interval_secs(self) -> float: ...
+
+    @property
+    def ping_timeout_secs(self) -> float: ...
+
+    @property
+    def open_timeout_secs(self) -> float: ...
+
+
+class RestSettings(Protocol):
+    """The settings :func:`rest_client` reads."""
+
+    @property
+    def backoff(self) -> BackoffSettings: ...
+
+    @property
+    def http_timeout_secs(self) -> float: ...
+
+
+class VenueStreamSettings(BaseModel):
+    """How a venue keeps its connections healthy: the fields every ``[venues.X]`` section shares.
+
+    A venue's settings model derives from it and adds its own fields; it may redeclare
+    ``stale_after_ms`` with the default and description its protocol's heartbeats call for.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backoff: BackoffSettings = Field(
+        default_factory=BackoffSettings, description="reconnect and REST retry delays"
+    )
+    stale_after_ms: int = Field(
+        default=30_000, ge=0, description="replace a connection that sent nothing for this long; 0 disables"
+    )
+    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
+    ping_timeout_secs: float = Field(
+        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
+    )
+    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
+    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
+
+
+def connect_stream(
+    url: str,
+    settings: StreamSettings,
+    *,
+    on_message: MessageHandler,
+    clock: Clock,
+    name: str,
+    on_connect: ConnectHandler | None = None,
+    on_disconnect: DisconnectHandler | None = None,
+    rng: Callable[[], float] = random.random,
+    log: structlog.typing.FilteringBoundLogger | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> ResilientWebSocket:
+    """A :class:`ResilientWebSocket` to ``url`` with a venue's reconnect, watchdog and keepalive settings."""
+    return ResilientWebSocket(
+        url,
+        on_message=on_message,
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
+        clock=clock,
+        name=name,
+        backoff_settings=settings.backoff,
+        stale_after_ms=settings.stale_after_ms,
+        ping_interval_secs=settings.ping_interval_secs,
+        ping_timeout_secs=settings.ping_timeout_secs,
+        open_timeout_secs=settings.open_timeout_secs,
+        max_message_bytes=max_message_bytes,
+        rng=rng,
+        log=log,
+    )
+
+
+def rest_client(
+    settings: RestSettings,
+    *,
+    clock: Clock,
+    rng: Callable[[], float] = random.random,
+    log: structlog.typing.FilteringBoundLogger | None = None,
+) -> RestClient:
+    """A :class:`RestClient` with a venue's timeout and backoff that retries until cancelled (``async with`` it).
+
+    A venue's start-up needs its instruments however long the exchange takes to answer; an answer not
+    worth retrying (see :func:`classify`) still raises at once.
+    """
+    return RestClient(
+        clock=clock,
+        timeout_secs=settings.http_timeout_secs,
+        backoff_settings=settings.backoff,
+        max_attempts=None,
+        rng=rng,
+        log=log,
+    )
+
+
+async def run_streams(
+    streams: Sequence[ResilientWebSocket], *, before_connect: Callable[[], Awaitable[None]] | None = None
+) -> NoReturn:
+    """Run every stream under one task group until cancelled, or until one fails for good.
+
+    A :class:`StreamFatalError` of any stream cancels the others and is raised as itself (not inside an
+    ``ExceptionGroup``), so the engine's log names what failed. ``before_connect`` is awaited by each
+    stream before its first connection (a venue that paces opening connections against a rate limit).
+    """
+
+    async def run(stream: ResilientWebSocket) -> None:
+        if before_connect is not None:
+            await before_connect()
+        await stream.run()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for stream in streams:
+                group.create_task(run(stream), name=stream.name)
+    except* StreamFatalError as failures:
+        raise failures.exceptions[0] from None
+    raise RuntimeError("no stream to run" if not streams else "every stream ended without an error")
+
+
+def disconnect_reason(error: BaseException) -> tuple[HealthReason, str]:
+    """Why a connection's books left LIVE, and the detail to say so: the watchdog's STALE, or DISCONNECTED."""
+    reason = HealthReason.STALE if isinstance(error, StaleStreamError) else HealthReason.DISCONNECTED
+    return reason, repr(error)[:FRAME_EXCERPT_CHARS]
+
+
+def report_counters(
+    counters: StreamCounters, reported: dict[str, int], count: CountFn, names: Iterable[str] = REPORTED_COUNTERS
+) -> None:
+    """Add what ``counters`` gained since the last report to the venue's counters (``count(name, n=...)``).
+
+    ``reported`` holds the values reported so far (one dict per connection, empty at first); it is
+    updated in place. Called when a connection ends and when the client stops, so the summary is whole.
+    """
+    for name in names:
+        value = getattr(counters, name)
+        delta = value - reported.get(name, 0)
+        if delta:
+            count(name, n=delta)
+            reported[name] = value
+
+
+def frame_excerpt(frame: bytes) -> str:
+    """The first :data:`FRAME_EXCERPT_CHARS` of a frame, as text, whatever its bytes."""
+    return bytes(frame[:FRAME_EXCERPT_CHARS]).decode("utf-8", "replace")
+
+
+class UnreadableFrames:
+    """Logs frames a venue could not read: the first 20, then every 1000th, each cut to an excerpt.
+
+    A broken feed can send thousands of bad frames a second; the counters (``parse_errors``) count them
+    all, the log shows enough of them to see what they are.
+    """
+
+    __slots__ = ("_log", "count")
+
+    def __init__(self, log: structlog.typing.FilteringBoundLogger) -> None:
+        self._log = log
+        self.count = 0
+
+    def log(self, frame: bytes, error: str, **context: Any) -> None:
+        """Count one unreadable frame and log it (when its turn) with ``context`` (symbol, channel...)."""
+        self.count += 1
+        if self.count <= 20 or self.count % 1000 == 0:
+            self._log.warning(
+                "unreadable frame skipped",
+                **context,
+                error=error[:FRAME_EXCERPT_CHARS],  # a parser's message may quote the frame itself
+                frame=frame_excerpt(frame),
+                parse_errors=self.count,
+            )
+
+
+class BackgroundTasks:
+    """Tasks a venue client starts beside its streams (request writers, keepalives, snapshot fetches).
+
+    Each task is kept until it ends; :meth:`cancel_all` cancels those still running and waits for them,
+    so none outlives the client.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task owned here."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_all(self) -> None:
+        """Cancel every task still running and wait until each has ended."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class RequestPacer:
+    """At most ``per_sec`` frames in any window of one second.
+
+    ``reserve(now_ns)`` (pure: it only computes waits) books the next send and returns how long to wait
+    before it, in seconds; :meth:`wait` reserves and sleeps on a clock. A burst
+    of ``floor(per_sec)`` goes at once; later ones wait until the oldest of the window has aged out, so
+    no sliding window ever holds more than the venue allows. One pacer can serve every connection of a
+    venue whose limit is per IP.
+    """
+
+    __slots__ = ("_limit", "_sent", "_window_ns")
+
+    def __init__(self, per_sec: float) -> None:
+        if per_sec <= 0:
+            raise ValueError(f"per_sec must be > 0, got {per_sec}")
+        self._limit = max(1, int(per_sec))
+        self._window_ns = int(self._limit / per_sec * 1e9)
+        self._sent: deque[int] = deque()
+
+    def reserve(self, now_ns: int) -> float:
+        sent = self._sent
+        at = now_ns
+        if len(sent) >= self._limit:
+            at = max(now_ns, sent.popleft() + self._window_ns)
+        sent.append(at)
+        return (at - now_ns) / 1e9
+
+    async def wait(self, clock: Clock) -> None:
+        """Reserve the next send and sleep until it may go."""
+        delay = self.reserve(clock.monotonic_ns())
+        if delay > 0:
+            await clock.sleep(delay)
+
+
+class RequestQueue:
+    """One connection's requests, sent in order and no closer together than ``1 / per_sec`` seconds.
+
+    ``put`` queues a frame at once (from synchronous frame handlers). :meth:`start` on each fresh
+    connection drops what was queued for the previous one and starts a writer task that sends on it;
+    :meth:`stop` when the connection is gone. The spacing carries over reconnects, so a venue that counts
+    requests per connection never sees a burst on a fresh one.
+    """
+
+    __slots__ = ("_clock", "_interval_ns", "_next_send_ns", "_outbox", "_writer")
+
+    def __init__(self, per_sec: float, clock: Clock) -> None:
+        if per_sec <= 0:
+            raise ValueError(f"per_sec must be > 0, got {per_sec}")
+        self._interval_ns = int(1e9 / per_sec)
+        self._clock = clock
+        self._next_send_ns = 0
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    def put(self, frame: str) -> None:
+        """Queue ``frame`` to be sent on the current connection."""
+        self._outbox.put_nowait(frame)
+
+    def start(self, stream: ResilientWebSocket, tasks: BackgroundTasks, name: str) -> None:
+        """A fresh connection of ``stream``: forget requests meant for the last one, send from now on."""
+        self.stop()
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._writer = tasks.spawn(self._send_queued(stream), name)
+
+    def stop(self) -> None:
+        """The connection is gone: stop sending."""
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
+
+    async def _send_queued(self, stream: ResilientWebSocket) -> None:
+        clock = self._clock
+        while True:
+            frame = await self._outbox.get()
+            now = clock.monotonic_ns()
+            wait_ns = self._next_send_ns - now
+            if wait_ns > 0:
+                await clock.sleep(wait_ns / 1e9)
+                now = clock.monotonic_ns()
+            self._next_send_ns = max(now, self._next_send_ns) + self._interval_ns
+            try:
+                await stream.send(frame)
+            except (ConnectionError, ConnectionClosed):
+                return  # the connection is gone; the next one subscribes afresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,8 @@ from email.utils import format_datetime
 
 import aiohttp
 import pytest
+import structlog
+import structlog.testing
 from aiohttp import web
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -26,20 +29,32 @@ from websockets.frames import Close
 from websockets.http11 import Request, Response
 
 from botframe.clock import LiveClock, SimulatedClock
+from botframe.events import HealthReason
 from botframe.streams import (
+    BackgroundTasks,
     BackoffSettings,
     Disposition,
     HttpStatusError,
+    RequestPacer,
+    RequestQueue,
     ResilientWebSocket,
     RestClient,
     StaleStreamError,
+    StreamCounters,
     StreamFatalError,
+    UnreadableFrames,
+    VenueStreamSettings,
     backoff,
     classify,
     close_code,
+    connect_stream,
+    disconnect_reason,
     parse_retry_after,
+    report_counters,
+    rest_client,
     retry_after_secs,
     retry_cause,
+    run_streams,
 )
 
 pytestmark = pytest.mark.timeout(20)
@@ -638,3 +653,270 @@ async def test_rest_get_outside_async_with_raises() -> None:
 
     with pytest.raises(RuntimeError, match="async with"):
         await rest.get("http://127.0.0.1:9/")
+
+
+# -- what every venue client does with its streams --------------------------------------------------------
+
+
+def test_pacer_lets_a_burst_through_then_keeps_every_second_within_the_limit() -> None:
+    pacer = RequestPacer(8)
+    second = 1_000_000_000
+
+    waits = [pacer.reserve(0) for _ in range(10)]
+
+    assert waits[:8] == [0.0] * 8
+    assert waits[8:] == [1.0, 1.0]
+    assert pacer.reserve(3 * second) == 0.0
+
+
+def test_pacer_below_one_per_second_spaces_every_frame() -> None:
+    pacer = RequestPacer(0.5)
+
+    assert [pacer.reserve(0) for _ in range(3)] == [0.0, 2.0, 4.0]
+
+
+def most_sends_in_one_second(times_ns: list[int]) -> int:
+    times_ns = sorted(times_ns)
+    return max(sum(1 for t in times_ns if start <= t < start + 1_000_000_000) for start in times_ns)
+
+
+def test_pacer_never_puts_more_than_the_limit_in_any_one_second_window() -> None:
+    pacer = RequestPacer(8)
+    now = 0
+    times_ns = []
+    for step in range(200):
+        now += (step % 7) * 30_000_000
+        times_ns.append(now + round(pacer.reserve(now) * 1e9))
+
+    assert most_sends_in_one_second(times_ns) == 8
+
+
+async def test_pacer_wait_sleeps_on_the_clock_only_once_the_window_is_full() -> None:
+    clock = SimulatedClock()
+    pacer = RequestPacer(2)
+    start = clock.monotonic_ns()
+
+    await pacer.wait(clock)
+    await pacer.wait(clock)
+    before_third = clock.monotonic_ns()
+    await pacer.wait(clock)
+
+    assert before_third == start
+    assert clock.monotonic_ns() - start == 1_000_000_000
+
+
+def test_pacers_refuse_a_rate_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="per_sec"):
+        RequestPacer(0)
+    with pytest.raises(ValueError, match="per_sec"):
+        RequestQueue(0, SimulatedClock())
+
+
+@pytest.fixture
+async def recording_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server that records every frame each connection sends it, and holds the connection open."""
+    received: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosedError):
+            async for message in ws:
+                received.append(str(message))
+
+    server, url = await start_server(handler)
+    try:
+        yield url, received
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_request_queue_sends_in_order_no_closer_than_its_interval(
+    recording_server: tuple[str, list[str]],
+) -> None:
+    url, received = recording_server
+    clock = SteppedClock()
+    tasks = BackgroundTasks()
+    queue = RequestQueue(2, clock)  # one request per 0.5 s
+
+    async def subscribe(ws: ClientConnection) -> None:
+        queue.start(stream, tasks, "requests")
+        for frame in ("a", "b", "c"):
+            queue.put(frame)
+
+    stream = ResilientWebSocket(url, on_message=lambda f: None, on_connect=subscribe, clock=clock,
+                                stale_after_ms=0)
+    runner = asyncio.create_task(stream.run())
+    try:
+        await wait_for(lambda: received == ["a"])
+        await clock.advance(0.4)  # not yet: the writer waits on the clock, not on time passing
+        after_most_of_the_interval = list(received)
+        await clock.advance(0.1)
+        await wait_for(lambda: received == ["a", "b"])
+        await clock.advance(0.5)
+        await wait_for(lambda: received == ["a", "b", "c"])
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await tasks.cancel_all()
+
+    assert after_most_of_the_interval == ["a"]
+
+
+async def test_request_queue_start_drops_what_was_meant_for_the_last_connection(
+    recording_server: tuple[str, list[str]],
+) -> None:
+    url, received = recording_server
+    tasks = BackgroundTasks()
+    queue = RequestQueue(1000, LiveClock())
+    connected = asyncio.Event()
+
+    async def on_connect(ws: ClientConnection) -> None:
+        connected.set()
+
+    stream = ResilientWebSocket(url, on_message=lambda f: None, on_connect=on_connect, clock=LiveClock(),
+                                stale_after_ms=0)
+    runner = asyncio.create_task(stream.run())
+    try:
+        async with asyncio.timeout(10):
+            await connected.wait()
+        queue.put("for the connection that is gone")
+        queue.stop()
+
+        queue.start(stream, tasks, "requests")
+        queue.put("subscribe")
+        await wait_for(lambda: received == ["subscribe"])
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await tasks.cancel_all()
+
+
+async def test_run_streams_raises_the_first_fatal_error_itself_and_stops_the_others() -> None:
+    async def refuse(ws: ServerConnection) -> None:
+        await ws.close(1003, "unsupported data")
+
+    async def hold(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    refusing, refusing_url = await start_server(refuse)
+    holding, holding_url = await start_server(hold)
+    before: list[str] = []
+
+    async def before_connect() -> None:
+        before.append("slot")
+
+    healthy = ResilientWebSocket(holding_url, on_message=lambda f: None, clock=LiveClock(), name="healthy")
+    failing = ResilientWebSocket(refusing_url, on_message=lambda f: None, clock=LiveClock(), name="failing",
+                                 backoff_settings=FAST)
+    try:
+        with pytest.raises(StreamFatalError, match="1003"):
+            async with asyncio.timeout(10):
+                await run_streams([healthy, failing], before_connect=before_connect)
+    finally:
+        for server in (refusing, holding):
+            server.close()
+            await server.wait_closed()
+
+    assert before == ["slot", "slot"]  # once per stream, before its first connection
+    assert not healthy.connected  # cancelled with the failing one
+
+
+async def test_run_streams_without_streams_says_so() -> None:
+    with pytest.raises(RuntimeError, match="no stream"):
+        await run_streams([])
+
+
+def test_report_counters_adds_only_what_grew_since_the_last_report() -> None:
+    counters = StreamCounters(messages=5, bytes=100, reconnects=0)
+    reported: dict[str, int] = {}
+    counted: list[tuple[str, int]] = []
+
+    def count(name: str, symbol: str = "", n: int = 1) -> None:
+        counted.append((name, n))
+
+    report_counters(counters, reported, count)
+    counters.messages += 2
+    counters.reconnects += 1
+    report_counters(counters, reported, count)
+    report_counters(counters, reported, count)
+
+    assert counted == [("messages", 5), ("bytes", 100), ("messages", 2), ("reconnects", 1)]
+
+
+def test_disconnect_reason_is_stale_only_for_the_watchdog() -> None:
+    stale = disconnect_reason(StaleStreamError("no message for 1000 ms"))
+    dropped = disconnect_reason(ConnectionResetError("x" * 500))
+
+    assert stale[0] is HealthReason.STALE
+    assert dropped[0] is HealthReason.DISCONNECTED
+    assert len(dropped[1]) == 200
+
+
+def test_unreadable_frames_log_the_first_twenty_then_every_thousandth_cut_to_200_characters() -> None:
+    frames = UnreadableFrames(structlog.get_logger("test"))
+
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(2000):
+            frames.log(b"x" * 500, "e" * 500, symbol="BTC/USD")
+
+    assert frames.count == 2000
+    assert [r["parse_errors"] for r in logs] == [*range(1, 21), 1000, 2000]
+    assert logs[0]["event"] == "unreadable frame skipped"
+    assert logs[0]["symbol"] == "BTC/USD"
+    assert logs[0]["frame"] == "x" * 200
+    assert logs[0]["error"] == "e" * 200
+
+
+async def test_background_tasks_are_cancelled_and_awaited_together() -> None:
+    tasks = BackgroundTasks()
+    never = asyncio.Event()
+
+    async def wait_forever() -> None:
+        await never.wait()
+
+    finished = tasks.spawn(asyncio.sleep(0), "quick")
+    waiting = tasks.spawn(wait_forever(), "waiting")
+    await finished
+
+    assert len(tasks) == 1  # a task that ended is forgotten
+    await tasks.cancel_all()
+
+    assert waiting.cancelled()
+    assert len(tasks) == 0
+
+
+async def test_connect_stream_uses_the_venue_settings_and_delivers_frames(
+    frames_then_close: tuple[str, list[str]],
+) -> None:
+    url, subscriptions = frames_then_close
+    done = asyncio.Event()
+    received: list[bytes] = []
+
+    def on_message(frame: bytes) -> None:
+        received.append(frame)
+        if len(received) == 2:
+            done.set()
+
+    async def subscribe(ws: ClientConnection) -> None:
+        await ws.send("subscribe")
+
+    stream = connect_stream(url, VenueStreamSettings(backoff=FAST, stale_after_ms=0), on_message=on_message,
+                            on_connect=subscribe, clock=LiveClock(), name="venue-0")
+    await run_until(stream, done)
+
+    assert stream.name == "venue-0"
+    assert received == [b'{"n":1}', b'{"n":2}']
+    assert subscriptions == ["subscribe"]
+
+
+async def test_rest_client_of_a_venue_retries_until_the_exchange_answers(rest_server: tuple[str, Answers]) -> None:
+    base, answers = rest_server
+    answers["/instruments"] = [(503, b"", {})] * 8 + [(200, b"[]", {})]  # more than RestClient's default 5
+
+    async with rest_client(VenueStreamSettings(backoff=FAST), clock=SimulatedClock()) as rest:
+        body = await rest.get(f"{base}/instruments")
+
+    assert body == b"[]"
+    assert rest.retries == 8
