@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from botframe.events import BookHealth, HealthReason, Side
 from botframe_plugins.bybit.config import BYBIT_REST_URL, BybitSettings, bybit_ws_url
-from botframe_plugins.bybit.data import RequestPacer
 from botframe_plugins.bybit.parsing import (
     Category,
     FrameDecoder,
@@ -328,13 +327,7 @@ def test_frames_while_disconnected_are_ignored() -> None:
     assert sync.outputs == []
 
 
-# -- pacing and settings --------------------------------------------------------------------------------
-
-
-def test_pacer_lets_a_burst_through_then_waits_for_the_window() -> None:
-    pacer = RequestPacer(5)
-
-    assert [pacer.reserve(0) for _ in range(7)] == [0.0] * 5 + [1.0, 1.0]
+# -- settings --------------------------------------------------------------------------------------------
 
 
 def test_settings_default_to_the_real_stream_of_the_category() -> None:

@@ -24,7 +24,6 @@ from botframe_plugins.coinbase.config import (
     EXCHANGE_WS_URL,
     CoinbaseSettings,
 )
-from botframe_plugins.coinbase.data import RequestPacer
 from botframe_plugins.coinbase.parsing import (
     AdvancedFrameDecoder,
     ExchangeFrameDecoder,
@@ -570,40 +569,7 @@ def test_single_trades_are_accepted_once_in_key_order() -> None:
     assert [dedup.accept("P", k) for k in (5, 6, 6, 4, 7)] == [True, True, False, False, True]
 
 
-# -- pacing and settings --------------------------------------------------------------------------------
-
-
-def test_pacer_lets_a_burst_through_then_keeps_every_second_within_the_limit() -> None:
-    pacer = RequestPacer(8)
-    second = 1_000_000_000
-
-    waits = [pacer.reserve(0) for _ in range(10)]
-
-    assert waits[:8] == [0.0] * 8
-    assert waits[8:] == [1.0, 1.0]
-    assert pacer.reserve(3 * second) == 0.0
-
-
-def test_pacer_below_one_per_second_spaces_every_frame() -> None:
-    pacer = RequestPacer(0.5)
-
-    assert [pacer.reserve(0) for _ in range(3)] == [0.0, 2.0, 4.0]
-
-
-def most_sends_in_one_second(times_ns: list[int]) -> int:
-    times_ns = sorted(times_ns)
-    return max(sum(1 for t in times_ns if start <= t < start + 1_000_000_000) for start in times_ns)
-
-
-def test_pacer_never_puts_more_than_the_limit_in_any_one_second_window() -> None:
-    pacer = RequestPacer(8)
-    now = 0
-    times_ns = []
-    for step in range(200):
-        now += (step % 7) * 30_000_000
-        times_ns.append(now + round(pacer.reserve(now) * 1e9))
-
-    assert most_sends_in_one_second(times_ns) == 8
+# -- settings --------------------------------------------------------------------------------------------
 
 
 def test_settings_default_to_the_real_urls_of_the_chosen_feed() -> None:

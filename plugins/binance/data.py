@@ -38,13 +38,21 @@ from websockets.asyncio.client import ClientConnection
 
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason
 from botframe.streams import (
+    FRAME_EXCERPT_CHARS,
+    REPORTED_COUNTERS,
+    BackgroundTasks,
     ResilientWebSocket,
     RestClient,
-    StaleStreamError,
     StreamCounters,
-    StreamFatalError,
+    UnreadableFrames,
     backoff,
+    connect_stream,
+    disconnect_reason,
+    frame_excerpt,
+    report_counters,
+    rest_client,
     retry_cause,
+    run_streams,
 )
 from botframe.venues import Instrument, VenueContext
 
@@ -63,12 +71,13 @@ from .sync import BookSync, HealthChange, NeedSnapshot, SyncCounters, SyncRules
 
 __all__ = ["BinanceDataClient", "stream_url"]
 
-_FRAME_EXCERPT_CHARS = 200
 #: Binance allows 1024 streams per connection, but the combined-stream URL carries every name: 100
 #: symbols (about 3.7 KB of URL) stays clear of common request-line limits.
 _MAX_SYMBOLS_PER_CONNECTION = 100
 _DEPTH_STREAM = "depth@100ms"
 _TRADE_STREAM = "aggTrade"
+#: Who ended each connection is reported too: Binance drops connections (24 h limit, server restarts).
+_REPORTED_COUNTERS = (*REPORTED_COUNTERS, "closed_by_peer", "connection_lost")
 
 
 def stream_url(base: str, streams: list[str]) -> str:
@@ -96,7 +105,7 @@ class _Connection:
 
     feeds: list[_SymbolFeed]
     stream: ResilientWebSocket | None = None
-    flushed: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
 class BinanceDataClient:
@@ -124,13 +133,13 @@ class BinanceDataClient:
         self._feeds: dict[str, _SymbolFeed] = {}  # by Binance symbol, as frames name it ("BTCUSDT")
         self._by_stream_symbol: dict[str, _SymbolFeed] = {}  # by stream prefix ("btcusdt")
         self._connections: list[_Connection] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._rest: RestClient | None = None
         self._rest_base = ""
         self._decode = FrameDecoder().decode
         self._publish = context.publish
         self._time_ns = context.clock.time_ns
-        self._bad_frames_logged = 0
+        self._unreadable = UnreadableFrames(self._log)
 
     # -- public --------------------------------------------------------------------------------------------
 
@@ -155,23 +164,15 @@ class BinanceDataClient:
         endpoints = self.context.endpoints
         ws_base = endpoints.resolve(self.settings.ws_url, "binance.ws")
         self._rest_base = endpoints.resolve(self.settings.rest_url, "binance.rest").rstrip("/")
-        s = self.settings
-        async with RestClient(
-            clock=self.context.clock,
-            timeout_secs=s.http_timeout_secs,
-            backoff_settings=s.backoff,
-            max_attempts=None,
-            rng=self._rng,
-            log=self._log,
-        ) as rest:
+        # The REST client stays open while the streams run: resyncs fetch snapshots with it.
+        async with rest_client(self.settings, clock=self.context.clock, rng=self._rng, log=self._log) as rest:
             self._rest = rest
             try:
                 await self._load_instruments(rest)
                 self._connections = self._plan_connections(ws_base)
-                await self._run_connections()
+                await run_streams([c.stream for c in self._connections if c.stream is not None])
             finally:
                 await self._stop()
-        raise RuntimeError(f"{self._venue}: every stream ended without an error")  # pragma: no cover
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -209,42 +210,24 @@ class BinanceDataClient:
                 streams.append(f"{prefix}@{_DEPTH_STREAM}")
                 if self.settings.trades:
                     streams.append(f"{prefix}@{_TRADE_STREAM}")
-            s = self.settings
-            conn.stream = ResilientWebSocket(
+            conn.stream = connect_stream(
                 stream_url(ws_base, streams),
+                self.settings,
                 on_message=self._on_frame,
                 on_connect=partial(self._on_connect, conn),
                 on_disconnect=partial(self._on_disconnect, conn),
                 clock=self.context.clock,
                 name=f"{self._venue}-{len(connections)}",
-                backoff_settings=s.backoff,
-                stale_after_ms=s.stale_after_ms,
-                ping_interval_secs=s.ping_interval_secs,
-                ping_timeout_secs=s.ping_timeout_secs,
-                open_timeout_secs=s.open_timeout_secs,
                 rng=self._rng,
                 log=self._log,
             )
             connections.append(conn)
         return connections
 
-    async def _run_connections(self) -> None:
-        streams = [c.stream for c in self._connections if c.stream is not None]
-        try:
-            async with asyncio.TaskGroup() as group:
-                for stream in streams:
-                    group.create_task(stream.run(), name=stream.name)
-        except* StreamFatalError as failures:
-            raise failures.exceptions[0] from None
-
     async def _stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         for conn in self._connections:
-            self._flush_counters(conn)
+            self._report_counters(conn)
         for feed in self._feeds.values():
             self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
 
@@ -258,25 +241,17 @@ class BinanceDataClient:
             self._drain(feed)
 
     def _on_disconnect(self, conn: _Connection, error: BaseException) -> None:
-        reason = HealthReason.STALE if isinstance(error, StaleStreamError) else HealthReason.DISCONNECTED
-        detail = repr(error)[:_FRAME_EXCERPT_CHARS]
+        reason, detail = disconnect_reason(error)
         self.context.count("disconnects")
         for feed in conn.feeds:
             self._cancel_snapshot(feed)
             feed.sync.disconnected(reason, detail)
             self._drain(feed)
-        self._flush_counters(conn)
+        self._report_counters(conn)
 
-    def _flush_counters(self, conn: _Connection) -> None:
-        if conn.stream is None:
-            return
-        current = conn.stream.counters.as_dict()
-        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors", "closed_by_peer",
-                     "connection_lost"):
-            delta = current[name] - conn.flushed.get(name, 0)
-            if delta:
-                self.context.count(name, n=delta)
-        conn.flushed = current
+    def _report_counters(self, conn: _Connection) -> None:
+        if conn.stream is not None:
+            report_counters(conn.stream.counters, conn.reported, self.context.count, _REPORTED_COUNTERS)
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 
@@ -315,16 +290,7 @@ class BinanceDataClient:
             mine = feed in conn.feeds if feed is not None else len(self._connections) == 1
             if mine and conn.stream is not None:
                 conn.stream.counters.parse_errors += 1
-        self._bad_frames_logged += 1
-        if self._bad_frames_logged <= 20 or self._bad_frames_logged % 1000 == 0:
-            self._log.warning(
-                "unreadable frame skipped",
-                symbol=symbol or None,
-                stream=stream,
-                error=str(exc),
-                frame=bytes(frame[:_FRAME_EXCERPT_CHARS]).decode("utf-8", "replace"),
-                parse_errors=self._bad_frames_logged,
-            )
+        self._unreadable.log(frame, str(exc), symbol=symbol or None, stream=stream)
         if feed is not None and channel.startswith("depth"):
             feed.sync.invalidate(HealthReason.PARSE_ERROR, f"unreadable depth frame: {exc}")
             self._drain(feed)
@@ -352,12 +318,9 @@ class BinanceDataClient:
         delay = next(feed.delays) if feed.snapshot_attempts else 0.0
         feed.snapshot_attempts += 1
         self.context.count("snapshot_requests", feed.instrument.symbol)
-        task = asyncio.get_running_loop().create_task(
-            self._fetch_snapshot(feed, request, delay), name=f"{self._venue}-snapshot-{request.symbol}"
+        feed.snapshot_task = self._tasks.spawn(
+            self._fetch_snapshot(feed, request, delay), f"{self._venue}-snapshot-{request.symbol}"
         )
-        feed.snapshot_task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _cancel_snapshot(self, feed: _SymbolFeed) -> None:
         task = feed.snapshot_task
@@ -400,7 +363,7 @@ class BinanceDataClient:
                 delay = next(feed.delays)
                 self.context.count("snapshot_errors", symbol)
                 self._log.error("depth snapshot failed; fetching again later", symbol=symbol,
-                                error=repr(exc)[:_FRAME_EXCERPT_CHARS], delay_secs=round(delay, 3))
+                                error=repr(exc)[:FRAME_EXCERPT_CHARS], delay_secs=round(delay, 3))
                 await clock.sleep(delay)
                 continue
             try:
@@ -412,7 +375,7 @@ class BinanceDataClient:
                     "unreadable depth snapshot; fetching again",
                     symbol=symbol,
                     error=str(exc),
-                    body=body[:_FRAME_EXCERPT_CHARS].decode("utf-8", "replace"),
+                    body=frame_excerpt(body),
                 )
                 await clock.sleep(next(feed.delays))
         if feed.snapshot_task is asyncio.current_task():

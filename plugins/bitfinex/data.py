@@ -22,20 +22,30 @@ the books for maintenance and resubscribe them after it; error events are logged
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import msgspec
 import structlog
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason, Trade
-from botframe.streams import ResilientWebSocket, RestClient, StaleStreamError, StreamCounters, StreamFatalError
+from botframe.streams import (
+    BackgroundTasks,
+    RequestQueue,
+    ResilientWebSocket,
+    RestClient,
+    StreamCounters,
+    UnreadableFrames,
+    connect_stream,
+    disconnect_reason,
+    report_counters,
+    rest_client,
+    run_streams,
+)
 from botframe.venues import Instrument, VenueContext
 
 from .config import BitfinexSettings
@@ -71,7 +81,6 @@ from .sync import BookSync, ConnectionSequence, HealthChange, Resubscribe, SyncC
 
 __all__ = ["BitfinexDataClient"]
 
-_FRAME_EXCERPT_CHARS = 200
 _PAIR_LIST_PATH = "/v2/conf/pub:list:pair:exchange"
 _PROBLEM_COUNTERS = {
     HealthReason.CHECKSUM: "checksum_failures",
@@ -99,16 +108,14 @@ class _Connection:
 
     index: int
     feeds: list[_SymbolFeed]
+    requests: RequestQueue
     by_symbol: dict[str, _SymbolFeed] = field(default_factory=dict)  # by "tBTCUSD"
     channels: dict[int, tuple[_SymbolFeed, str]] = field(default_factory=dict)  # chanId -> (feed, channel)
     sequence: ConnectionSequence = field(default_factory=ConnectionSequence)
     stream: ResilientWebSocket | None = None
     ws: ClientConnection | None = None
-    outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-    writer: asyncio.Task[None] | None = None
-    next_send_ns: int = 0
     maintenance: bool = False
-    flushed: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
 class BitfinexDataClient:
@@ -133,12 +140,11 @@ class BitfinexDataClient:
         self._log: structlog.typing.FilteringBoundLogger = context.log.bind(venue=self._venue)
         self._feeds: dict[str, _SymbolFeed] = {}  # by unified symbol
         self._connections: list[_Connection] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._decode = BitfinexDecoder().decode
         self._publish = context.publish
         self._time_ns = context.clock.time_ns
-        self._send_interval_ns = int(1e9 / settings.max_requests_per_sec)
-        self._bad_frames_logged = 0
+        self._unreadable = UnreadableFrames(self._log)
         self._handlers: dict[type, Callable[[_Connection, BitfinexMessage], None]] = {
             ChannelData: self._on_channel_data,
             Heartbeat: self._on_heartbeat,
@@ -182,20 +188,12 @@ class BitfinexDataClient:
         ws_url = endpoints.resolve(s.ws_url, "bitfinex.ws")
         rest_base = endpoints.resolve(s.rest_url, "bitfinex.rest").rstrip("/")
         try:
-            async with RestClient(
-                clock=self.context.clock,
-                timeout_secs=s.http_timeout_secs,
-                backoff_settings=s.backoff,
-                max_attempts=None,
-                rng=self._rng,
-                log=self._log,
-            ) as rest:
+            async with rest_client(s, clock=self.context.clock, rng=self._rng, log=self._log) as rest:
                 await self._load_instruments(rest, rest_base)
             self._connections = self._plan_connections(ws_url)
-            await self._run_connections()
+            await run_streams([c.stream for c in self._connections if c.stream is not None])
         finally:
             await self._stop()
-        raise AssertionError("unreachable: the streams only end by raising")  # pragma: no cover
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -220,46 +218,31 @@ class BitfinexDataClient:
         s = self.settings
         per = max(1, s.max_channels_per_connection // (2 if s.trades else 1))
         connections: list[_Connection] = []
+        clock = self.context.clock
         for start in range(0, len(feeds), per):
-            conn = _Connection(len(connections), feeds[start : start + per])
+            conn = _Connection(len(connections), feeds[start : start + per],
+                               RequestQueue(s.max_requests_per_sec, clock))
             for feed in conn.feeds:
                 feed.connection = conn
                 conn.by_symbol[feed.instrument.venue_symbol] = feed
-            conn.stream = ResilientWebSocket(
+            conn.stream = connect_stream(
                 ws_url,
+                s,
                 on_message=partial(self._on_frame, conn),
                 on_connect=partial(self._on_connect, conn),
                 on_disconnect=partial(self._on_disconnect, conn),
-                clock=self.context.clock,
+                clock=clock,
                 name=f"{self._venue}-{conn.index}",
-                backoff_settings=s.backoff,
-                stale_after_ms=s.stale_after_ms,
-                ping_interval_secs=s.ping_interval_secs,
-                ping_timeout_secs=s.ping_timeout_secs,
-                open_timeout_secs=s.open_timeout_secs,
                 rng=self._rng,
                 log=self._log,
             )
             connections.append(conn)
         return connections
 
-    async def _run_connections(self) -> None:
-        streams = [c.stream for c in self._connections if c.stream is not None]
-        try:
-            async with asyncio.TaskGroup() as group:
-                for stream in streams:
-                    group.create_task(stream.run(), name=stream.name)
-        except* StreamFatalError as failures:
-            raise failures.exceptions[0] from None
-
     async def _stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         for conn in self._connections:
-            self._flush_counters(conn)
+            self._report_counters(conn)
         for feed in self._feeds.values():
             self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
 
@@ -270,11 +253,9 @@ class BitfinexDataClient:
         conn.maintenance = False
         conn.channels.clear()
         conn.sequence.reset()
-        while not conn.outbox.empty():  # requests meant for the previous connection
-            conn.outbox.get_nowait()
-        if conn.writer is not None:
-            conn.writer.cancel()
-        conn.writer = self._spawn(self._write(conn), f"{self._venue}-{conn.index}-requests")
+        assert conn.stream is not None, "connections are planned with their stream"
+        # Requests no faster than max_requests_per_sec: Bitfinex rate-limits them.
+        conn.requests.start(conn.stream, self._tasks, f"{self._venue}-{conn.index}-requests")
         self._send(conn, conf_request(checksums=self.settings.checksums))
         for feed in conn.feeds:
             feed.book_chan = feed.trades_chan = None
@@ -288,56 +269,23 @@ class BitfinexDataClient:
             self._drain(feed)
 
     def _on_disconnect(self, conn: _Connection, error: BaseException) -> None:
-        reason = HealthReason.STALE if isinstance(error, StaleStreamError) else HealthReason.DISCONNECTED
-        detail = repr(error)[:_FRAME_EXCERPT_CHARS]
+        reason, detail = disconnect_reason(error)
         self.context.count("disconnects")
         conn.ws = None
-        if conn.writer is not None:
-            conn.writer.cancel()
-            conn.writer = None
+        conn.requests.stop()
         for feed in conn.feeds:
             feed.sync.disconnected(reason, detail)
             self._drain(feed)
-        self._flush_counters(conn)
+        self._report_counters(conn)
 
-    def _flush_counters(self, conn: _Connection) -> None:
-        if conn.stream is None:
-            return
-        current = conn.stream.counters.as_dict()
-        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors"):
-            delta = current[name] - conn.flushed.get(name, 0)
-            if delta:
-                self.context.count(name, n=delta)
-        conn.flushed = current
+    def _report_counters(self, conn: _Connection) -> None:
+        if conn.stream is not None:
+            report_counters(conn.stream.counters, conn.reported, self.context.count)
 
     # -- requests ------------------------------------------------------------------------------------------
 
     def _send(self, conn: _Connection, frame: str) -> None:
-        conn.outbox.put_nowait(frame)
-
-    async def _write(self, conn: _Connection) -> None:
-        """Send queued requests, no faster than ``max_requests_per_sec`` (Bitfinex rate-limits them)."""
-        clock = self.context.clock
-        stream = conn.stream
-        assert stream is not None, "connections are planned with their stream"
-        while True:
-            frame = await conn.outbox.get()
-            now = clock.monotonic_ns()
-            wait_ns = conn.next_send_ns - now
-            if wait_ns > 0:
-                await clock.sleep(wait_ns / 1e9)
-                now = clock.monotonic_ns()
-            conn.next_send_ns = max(now, conn.next_send_ns) + self._send_interval_ns
-            try:
-                await stream.send(frame)
-            except (ConnectionError, ConnectionClosed):
-                return  # the connection is gone; the next one subscribes afresh
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        conn.requests.put(frame)
 
     def _resubscribe(self, feed: _SymbolFeed, reason: str) -> None:
         conn = feed.connection
@@ -360,7 +308,7 @@ class BitfinexDataClient:
         if ws is None:
             return
         self._log.warning("closing the connection to start afresh", connection=conn.index, reason=reason)
-        self._spawn(ws.close(1000, reason[:100]), f"{self._venue}-{conn.index}-close")
+        self._tasks.spawn(ws.close(1000, reason[:100]), f"{self._venue}-{conn.index}-close")
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 
@@ -528,15 +476,7 @@ class BitfinexDataClient:
         self.context.count("parse_errors", symbol)
         if conn.stream is not None:
             conn.stream.counters.parse_errors += 1
-        self._bad_frames_logged += 1
-        if self._bad_frames_logged <= 20 or self._bad_frames_logged % 1000 == 0:
-            self._log.warning(
-                "unreadable frame skipped",
-                symbol=symbol or None,
-                error=str(exc)[:_FRAME_EXCERPT_CHARS],
-                frame=bytes(frame[:_FRAME_EXCERPT_CHARS]).decode("utf-8", "replace"),
-                parse_errors=self._bad_frames_logged,
-            )
+        self._unreadable.log(frame, str(exc), symbol=symbol or None)
         if feed is not None and entry is not None and entry[1] == _BOOK:
             feed.sync.invalidate(HealthReason.PARSE_ERROR, f"unreadable book frame: {exc}")
             self._drain(feed)

@@ -21,9 +21,9 @@ unusual leaves that path:
 
 Bybit closes connections that stay silent, so each connection sends ``{"op":"ping"}`` every
 ``heartbeat_interval_secs``; the pongs (``{"op":"pong"..}`` or ``{"ret_msg":"pong","op":"ping"..}``) also
-feed the stale watchdog. Every frame sent goes through one :class:`RequestPacer` shared by all
-connections, which also spaces the opening of connections. Every reconnect sends every book of that
-connection back to SYNCING.
+feed the stale watchdog. Every frame sent goes through one :class:`~botframe.streams.RequestPacer` shared
+by all connections, which also spaces the opening of connections. Every reconnect sends every book of
+that connection back to SYNCING.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import msgspec
 import structlog
@@ -44,12 +43,18 @@ from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason
 from botframe.streams import (
+    BackgroundTasks,
+    RequestPacer,
     ResilientWebSocket,
     RestClient,
-    StaleStreamError,
     StreamCounters,
-    StreamFatalError,
+    UnreadableFrames,
     backoff,
+    connect_stream,
+    disconnect_reason,
+    report_counters,
+    rest_client,
+    run_streams,
 )
 from botframe.venues import Instrument, VenueContext
 
@@ -75,37 +80,11 @@ from .sync import Apply, BookSync, HealthChange, Resubscribe
 
 __all__ = ["BybitDataClient", "RequestPacer"]
 
-_FRAME_EXCERPT_CHARS = 200
 _INSTRUMENTS_PATH = "/v5/market/instruments-info"
 _INSTRUMENTS_PAGE_LIMIT = 1000
 _MAX_INSTRUMENT_PAGES = 100  # a cursor that never ends is a server bug, not a reason to loop forever
 _ORDERBOOK = "orderbook"
 _PUBLIC_TRADE = "publicTrade"
-
-
-class RequestPacer:
-    """At most ``per_sec`` frames in any window of one second (pure: it only computes waits).
-
-    ``reserve(now_ns)`` books the next send and returns how long to wait before it, in seconds. A burst
-    of ``floor(per_sec)`` goes at once; later ones wait until the oldest of the window has aged out.
-    """
-
-    __slots__ = ("_limit", "_sent", "_window_ns")
-
-    def __init__(self, per_sec: float) -> None:
-        if per_sec <= 0:
-            raise ValueError(f"per_sec must be > 0, got {per_sec}")
-        self._limit = max(1, int(per_sec))
-        self._window_ns = int(self._limit / per_sec * 1e9)
-        self._sent: deque[int] = deque()
-
-    def reserve(self, now_ns: int) -> float:
-        sent = self._sent
-        at = now_ns
-        if len(sent) >= self._limit:
-            at = max(now_ns, sent.popleft() + self._window_ns)
-        sent.append(at)
-        return (at - now_ns) / 1e9
 
 
 @dataclass(slots=True, eq=False)
@@ -131,7 +110,7 @@ class _Connection:
     retry_task: asyncio.Task[None] | None = None  # subscribes them again once its delay has passed
     error_delays: Iterator[float] | None = None
     requests: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # req_id -> (op, topics)
-    flushed: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
 class BybitDataClient:
@@ -158,13 +137,13 @@ class BybitDataClient:
         self._feeds: dict[str, _SymbolFeed] = {}  # by Bybit symbol, as frames name it ("BTCUSDT")
         self._by_unified: dict[str, _SymbolFeed] = {}
         self._connections: list[_Connection] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._pacer = RequestPacer(settings.max_requests_per_sec)
         self._request_ids = itertools.count(1)
         self._decode = FrameDecoder().decode
         self._publish = context.publish
         self._time_ns = context.clock.time_ns
-        self._bad_frames_logged = 0
+        self._unreadable = UnreadableFrames(self._log)
 
     # -- public --------------------------------------------------------------------------------------------
 
@@ -190,22 +169,15 @@ class BybitDataClient:
         endpoints = self.context.endpoints
         ws_url = endpoints.resolve(self.settings.ws_url, "bybit.ws")
         rest_base = endpoints.resolve(self.settings.rest_url, "bybit.rest").rstrip("/")
-        s = self.settings
         try:
-            async with RestClient(
-                clock=self.context.clock,
-                timeout_secs=s.http_timeout_secs,
-                backoff_settings=s.backoff,
-                max_attempts=None,
-                rng=self._rng,
-                log=self._log,
-            ) as rest:
+            async with rest_client(self.settings, clock=self.context.clock, rng=self._rng, log=self._log) as rest:
                 await self._load_instruments(rest, rest_base)
             self._connections = self._plan_connections(ws_url)
-            await self._run_connections()
+            # Opening connections counts against the same budget as the frames we send.
+            await run_streams([c.stream for c in self._connections if c.stream is not None],
+                              before_connect=self._wait_for_send_slot)
         finally:
             await self._stop()
-        raise AssertionError("unreachable: the streams only end by raising")  # pragma: no cover
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -246,56 +218,31 @@ class BybitDataClient:
             conn = _Connection(index=len(connections), feeds=feeds[start : start + size])
             for feed in conn.feeds:
                 feed.connection = conn
-            conn.stream = ResilientWebSocket(
+            conn.stream = connect_stream(
                 ws_url,
+                s,
                 on_message=partial(self._on_frame, conn),
                 on_connect=partial(self._on_connect, conn),
                 on_disconnect=partial(self._on_disconnect, conn),
                 clock=self.context.clock,
                 name=f"{self._venue}-{conn.index}",
-                backoff_settings=s.backoff,
-                stale_after_ms=s.stale_after_ms,
-                ping_interval_secs=s.ping_interval_secs,
-                ping_timeout_secs=s.ping_timeout_secs,
-                open_timeout_secs=s.open_timeout_secs,
                 rng=self._rng,
                 log=self._log,
             )
             connections.append(conn)
         return connections
 
-    async def _run_connections(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                for conn in self._connections:
-                    group.create_task(self._run_connection(conn), name=f"{self._venue}-{conn.index}")
-        except* StreamFatalError as failures:
-            raise failures.exceptions[0] from None
-
-    async def _run_connection(self, conn: _Connection) -> None:
-        # Opening connections counts against the same budget as the frames we send.
-        await self._wait_for_send_slot()
-        assert conn.stream is not None
-        await conn.stream.run()
-
     async def _stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         for conn in self._connections:
-            self._flush_counters(conn)
+            self._report_counters(conn)
         for feed in self._feeds.values():
             self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
 
     # -- sending -----------------------------------------------------------------------------------------
 
     async def _wait_for_send_slot(self) -> None:
-        clock = self.context.clock
-        wait = self._pacer.reserve(clock.monotonic_ns())
-        if wait > 0:
-            await clock.sleep(wait)
+        await self._pacer.wait(self.context.clock)
 
     async def _request(self, conn: _Connection, op: str, topics: list[str]) -> None:
         """Send ``op`` for ``topics``, at most ``max_topics_per_request`` per frame, paced."""
@@ -315,13 +262,6 @@ class BybitDataClient:
             topics += [trade_topic(f.instrument.venue_symbol) for f in feeds]
         return topics
 
-    def _start(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coroutine`` as a task this client owns (cancelled and awaited by ``_stop``)."""
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # -- connection events -------------------------------------------------------------------------------
 
     async def _on_connect(self, conn: _Connection, _ws: ClientConnection) -> None:
@@ -329,18 +269,17 @@ class BybitDataClient:
         for feed in conn.feeds:
             feed.sync.connected()
             self._drain(feed)
-        conn.heartbeat_task = self._start(f"{self._venue}-{conn.index}-heartbeat", self._heartbeat(conn))
+        conn.heartbeat_task = self._tasks.spawn(self._heartbeat(conn), f"{self._venue}-{conn.index}-heartbeat")
         await self._request(conn, "subscribe", self._topics(conn.feeds))
 
     def _on_disconnect(self, conn: _Connection, error: BaseException) -> None:
-        reason = HealthReason.STALE if isinstance(error, StaleStreamError) else HealthReason.DISCONNECTED
-        detail = repr(error)[:_FRAME_EXCERPT_CHARS]
+        reason, detail = disconnect_reason(error)
         self.context.count("disconnects")
         self._cancel_connection_tasks(conn)
         for feed in conn.feeds:
             feed.sync.disconnected(reason, detail)
             self._drain(feed)
-        self._flush_counters(conn)
+        self._report_counters(conn)
 
     def _cancel_connection_tasks(self, conn: _Connection) -> None:
         for task in (conn.heartbeat_task, conn.resubscribe_task, conn.retry_task):
@@ -364,15 +303,9 @@ class BybitDataClient:
         except (ConnectionError, ConnectionClosed):
             pass  # the connection is gone; the next one starts its own heartbeat
 
-    def _flush_counters(self, conn: _Connection) -> None:
-        if conn.stream is None:
-            return
-        current = conn.stream.counters.as_dict()
-        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors"):
-            delta = current[name] - conn.flushed.get(name, 0)
-            if delta:
-                self.context.count(name, n=delta)
-        conn.flushed = current
+    def _report_counters(self, conn: _Connection) -> None:
+        if conn.stream is not None:
+            report_counters(conn.stream.counters, conn.reported, self.context.count)
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 
@@ -422,17 +355,8 @@ class BybitDataClient:
         self.context.count("parse_errors", symbol)
         if conn.stream is not None:
             conn.stream.counters.parse_errors += 1
-        self._bad_frames_logged += 1
-        if self._bad_frames_logged <= 20 or self._bad_frames_logged % 1000 == 0:
-            self._log.warning(
-                "unreadable frame skipped",
-                connection=conn.index,
-                symbol=symbol or None,
-                topic=header.topic if header is not None else None,
-                error=str(exc),
-                frame=bytes(frame[:_FRAME_EXCERPT_CHARS]).decode("utf-8", "replace"),
-                parse_errors=self._bad_frames_logged,
-            )
+        self._unreadable.log(frame, str(exc), connection=conn.index, symbol=symbol or None,
+                             topic=header.topic if header is not None else None)
         if feed is not None and channel == _ORDERBOOK:
             feed.sync.resync(HealthReason.PARSE_ERROR, f"unreadable orderbook frame: {exc}")
             self._drain(feed)
@@ -462,8 +386,8 @@ class BybitDataClient:
             conn.error_delays = backoff(self.settings.backoff, self._rng)
         conn.subscribe_again.update(topics)
         if conn.retry_task is None:
-            conn.retry_task = self._start(
-                f"{self._venue}-{conn.index}-retry", self._subscribe_again(conn, next(conn.error_delays))
+            conn.retry_task = self._tasks.spawn(
+                self._subscribe_again(conn, next(conn.error_delays)), f"{self._venue}-{conn.index}-retry"
             )
 
     # -- sync machine outputs -----------------------------------------------------------------------------
@@ -483,8 +407,8 @@ class BybitDataClient:
                 self.context.count("resyncs", symbol)
                 conn.resubscribe.update(self._topics([feed], books_only=True))
                 if conn.resubscribe_task is None:
-                    conn.resubscribe_task = self._start(
-                        f"{self._venue}-{conn.index}-resubscribe", self._resubscribe(conn)
+                    conn.resubscribe_task = self._tasks.spawn(
+                        self._resubscribe(conn), f"{self._venue}-{conn.index}-resubscribe"
                     )
 
     async def _resubscribe(self, conn: _Connection) -> None:

@@ -20,20 +20,20 @@ lookup per event, the levels split into bids and asks (the wire mixes them), one
   after a backoff delay.
 
 A resync is an ``unsubscribe`` then a ``subscribe`` of the book channel on the same connection; the feed
-answers with a new snapshot. Every frame this client sends goes through one :class:`RequestPacer`
-shared by all connections (Coinbase allows 8 unauthenticated messages per second per IP), which also
-spaces the opening of connections. Every reconnect sends every book of that connection back to SYNCING.
+answers with a new snapshot. Every frame this client sends goes through one
+:class:`~botframe.streams.RequestPacer` shared by all connections (Coinbase allows 8 unauthenticated
+messages per second per IP), which also spaces the opening of connections. Every reconnect sends every
+book of that connection back to SYNCING.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import msgspec
 import structlog
@@ -42,12 +42,18 @@ from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason
 from botframe.streams import (
+    BackgroundTasks,
+    RequestPacer,
     ResilientWebSocket,
     RestClient,
-    StaleStreamError,
     StreamCounters,
-    StreamFatalError,
+    UnreadableFrames,
     backoff,
+    connect_stream,
+    disconnect_reason,
+    report_counters,
+    rest_client,
+    run_streams,
 )
 from botframe.venues import Instrument, VenueContext
 
@@ -84,7 +90,6 @@ from .sync import ConnectionSync, HealthChange, Resubscribe, TradeDedup
 
 __all__ = ["CoinbaseDataClient", "RequestPacer"]
 
-_FRAME_EXCERPT_CHARS = 200
 _ADVANCED_BOOK_CHANNEL = "level2"
 _ADVANCED_TRADE_CHANNEL = "market_trades"
 _ADVANCED_HEARTBEAT_CHANNEL = "heartbeats"
@@ -100,32 +105,6 @@ _EXCHANGE_READ = frozenset(
 )
 
 
-class RequestPacer:
-    """At most ``per_sec`` frames in any window of one second (pure: it only computes waits).
-
-    ``reserve(now_ns)`` books the next send and returns how long to wait before it, in seconds. A burst
-    of ``floor(per_sec)`` goes at once; later ones wait until the oldest of the window has aged out, so
-    no sliding window ever holds more than the venue allows.
-    """
-
-    __slots__ = ("_limit", "_sent", "_window_ns")
-
-    def __init__(self, per_sec: float) -> None:
-        if per_sec <= 0:
-            raise ValueError(f"per_sec must be > 0, got {per_sec}")
-        self._limit = max(1, int(per_sec))
-        self._window_ns = int(self._limit / per_sec * 1e9)
-        self._sent: deque[int] = deque()
-
-    def reserve(self, now_ns: int) -> float:
-        sent = self._sent
-        at = now_ns
-        if len(sent) >= self._limit:
-            at = max(now_ns, sent.popleft() + self._window_ns)
-        sent.append(at)
-        return (at - now_ns) / 1e9
-
-
 @dataclass(slots=True, eq=False)
 class _Connection:
     """One WebSocket connection, the products it carries and their sync state."""
@@ -138,7 +117,7 @@ class _Connection:
     resubscribe_task: asyncio.Task[None] | None = None
     retry_task: asyncio.Task[None] | None = None  # a resubscribe after a refusal, once its delay has passed
     error_delays: Iterator[float] | None = None
-    flushed: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
     @property
     def product_ids(self) -> list[str]:
@@ -169,14 +148,14 @@ class CoinbaseDataClient:
         self._connections: list[_Connection] = []
         self._by_symbol: dict[str, tuple[_Connection, str]] = {}  # unified -> (connection, product id)
         self._symbol_of_product: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self._pacer = RequestPacer(settings.max_requests_per_sec)
         self._dedup = TradeDedup()
         self._publish = context.publish
         self._time_ns = context.clock.time_ns
         self._decode_advanced = AdvancedFrameDecoder().decode
         self._decode_exchange = ExchangeFrameDecoder().decode
-        self._bad_frames_logged = 0
+        self._unreadable = UnreadableFrames(self._log)
 
     # -- public --------------------------------------------------------------------------------------------
 
@@ -198,22 +177,15 @@ class CoinbaseDataClient:
         endpoints = self.context.endpoints
         ws_url = endpoints.resolve(self.settings.ws_url, "coinbase.ws")
         rest_base = endpoints.resolve(self.settings.rest_url, "coinbase.rest").rstrip("/")
-        s = self.settings
         try:
-            async with RestClient(
-                clock=self.context.clock,
-                timeout_secs=s.http_timeout_secs,
-                backoff_settings=s.backoff,
-                max_attempts=None,
-                rng=self._rng,
-                log=self._log,
-            ) as rest:
+            async with rest_client(self.settings, clock=self.context.clock, rng=self._rng, log=self._log) as rest:
                 instruments = await self._load_instruments(rest, rest_base)
             self._connections = self._plan_connections(ws_url, instruments)
-            await self._run_connections()
+            # Opening connections counts against the same per-IP budget as the frames we send.
+            await run_streams([c.stream for c in self._connections if c.stream is not None],
+                              before_connect=self._wait_for_send_slot)
         finally:
             await self._stop()
-        raise AssertionError("unreachable: the streams only end by raising")  # pragma: no cover
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -245,21 +217,17 @@ class CoinbaseDataClient:
                 instruments=group,
                 sync=ConnectionSync({inst.venue_symbol: inst.symbol for inst in group}),
             )
-            conn.stream = ResilientWebSocket(
+            conn.stream = connect_stream(
                 ws_url,
+                s,
                 on_message=partial(on_frame, conn),
                 on_connect=partial(self._on_connect, conn),
                 on_disconnect=partial(self._on_disconnect, conn),
                 clock=self.context.clock,
                 name=f"{self._venue}-{conn.index}",
-                backoff_settings=s.backoff,
-                stale_after_ms=s.stale_after_ms,
-                ping_interval_secs=s.ping_interval_secs,
-                ping_timeout_secs=s.ping_timeout_secs,
-                open_timeout_secs=s.open_timeout_secs,
-                max_message_bytes=s.max_message_bytes,
                 rng=self._rng,
                 log=self._log,
+                max_message_bytes=s.max_message_bytes,
             )
             for inst in group:
                 self._by_symbol[inst.symbol] = (conn, inst.venue_symbol)
@@ -267,38 +235,17 @@ class CoinbaseDataClient:
             connections.append(conn)
         return connections
 
-    async def _run_connections(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                for conn in self._connections:
-                    group.create_task(self._run_connection(conn), name=f"{self._venue}-{conn.index}")
-        except* StreamFatalError as failures:
-            raise failures.exceptions[0] from None
-
-    async def _run_connection(self, conn: _Connection) -> None:
-        # Opening connections counts against the same per-IP budget as the frames we send.
-        await self._wait_for_send_slot()
-        assert conn.stream is not None
-        await conn.stream.run()
-
     async def _stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         for conn in self._connections:
-            self._flush_counters(conn)
+            self._report_counters(conn)
             for inst in conn.instruments:
                 self.context.set_health(inst.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
 
     # -- sending -----------------------------------------------------------------------------------------
 
     async def _wait_for_send_slot(self) -> None:
-        clock = self.context.clock
-        wait = self._pacer.reserve(clock.monotonic_ns())
-        if wait > 0:
-            await clock.sleep(wait)
+        await self._pacer.wait(self.context.clock)
 
     async def _send(self, conn: _Connection, message: str) -> None:
         await self._wait_for_send_slot()
@@ -336,22 +283,16 @@ class CoinbaseDataClient:
             await self._send(conn, frame)
 
     def _on_disconnect(self, conn: _Connection, error: BaseException) -> None:
-        reason = HealthReason.STALE if isinstance(error, StaleStreamError) else HealthReason.DISCONNECTED
+        reason, detail = disconnect_reason(error)
         self.context.count("disconnects")
         self._cancel_resubscribe(conn)
-        conn.sync.disconnected(reason, repr(error)[:_FRAME_EXCERPT_CHARS])
+        conn.sync.disconnected(reason, detail)
         self._drain(conn)
-        self._flush_counters(conn)
+        self._report_counters(conn)
 
-    def _flush_counters(self, conn: _Connection) -> None:
-        if conn.stream is None:
-            return
-        current = conn.stream.counters.as_dict()
-        for name in ("messages", "bytes", "reconnects", "stale_timeouts", "handler_errors"):
-            delta = current[name] - conn.flushed.get(name, 0)
-            if delta:
-                self.context.count(name, n=delta)
-        conn.flushed = current
+    def _report_counters(self, conn: _Connection) -> None:
+        if conn.stream is not None:
+            report_counters(conn.stream.counters, conn.reported, self.context.count)
 
     # -- Advanced Trade frames (the hot path) ----------------------------------------------------------------
 
@@ -503,16 +444,7 @@ class CoinbaseDataClient:
             self.context.count("parse_errors")
         if conn.stream is not None:
             conn.stream.counters.parse_errors += 1
-        self._bad_frames_logged += 1
-        if self._bad_frames_logged <= 20 or self._bad_frames_logged % 1000 == 0:
-            self._log.warning(
-                "unreadable frame skipped",
-                connection=conn.index,
-                symbols=symbols or None,
-                error=error,
-                frame=bytes(frame[:_FRAME_EXCERPT_CHARS]).decode("utf-8", "replace"),
-                parse_errors=self._bad_frames_logged,
-            )
+        self._unreadable.log(frame, error, connection=conn.index, symbols=symbols or None)
 
     def _on_error_frame(self, conn: _Connection, message: str, reason: str) -> None:
         self.context.count("subscription_errors")
@@ -531,8 +463,8 @@ class CoinbaseDataClient:
         if conn.error_delays is None:
             conn.error_delays = backoff(self.settings.backoff, self._rng)
         if conn.retry_task is None:
-            conn.retry_task = self._start(
-                f"{self._venue}-{conn.index}-retry", self._retry_later(conn, next(conn.error_delays))
+            conn.retry_task = self._tasks.spawn(
+                self._retry_later(conn, next(conn.error_delays)), f"{self._venue}-{conn.index}-retry"
             )
 
     # -- sync machine outputs -----------------------------------------------------------------------------
@@ -553,17 +485,12 @@ class CoinbaseDataClient:
                 )
                 self._schedule_resubscribe(conn, out.product_ids)
 
-    def _start(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coroutine`` as a task this client owns (cancelled and awaited by ``_stop``)."""
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     def _schedule_resubscribe(self, conn: _Connection, products: Iterable[str]) -> None:
         conn.pending_resubscribe.update(products)
         if conn.resubscribe_task is None:
-            conn.resubscribe_task = self._start(f"{self._venue}-{conn.index}-resubscribe", self._resubscribe(conn))
+            conn.resubscribe_task = self._tasks.spawn(
+                self._resubscribe(conn), f"{self._venue}-{conn.index}-resubscribe"
+            )
 
     def _cancel_resubscribe(self, conn: _Connection) -> None:
         conn.pending_resubscribe.clear()
