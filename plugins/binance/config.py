@@ -15,17 +15,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = ["BinanceSettings"]
 
 
-class BinanceSettings(BaseModel):
-    """Which Binance market to stream, which symbols, and how to keep the connection healthy."""
+class BinanceSettings(VenueStreamSettings):
+    """Which Binance market to stream, which symbols, and how to keep the connection healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     market: Literal["spot", "us", "usdm", "coinm"] = Field(
         default="spot", description="spot, us (Binance.US), usdm (USD-M futures) or coinm (COIN-M futures)"
@@ -43,21 +44,12 @@ class BinanceSettings(BaseModel):
     )
     snapshot_depth: int = Field(default=1000, ge=1, le=5000, description="levels per REST depth snapshot")
     trades: bool = Field(default=True, description="also stream aggTrade (public trades)")
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=30_000,
         ge=0,
         description="replace the connection when no frame arrived for this long (0 disables); "
         "raise it for quiet symbols, whose depth stream is silent while nothing changes",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
     max_buffered_diffs: int = Field(
         default=10_000, ge=1, description="diffs kept per symbol while its snapshot is fetched"
     )

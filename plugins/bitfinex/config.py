@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = ["BITFINEX_PUBLIC_URL", "BitfinexSettings"]
 
 BITFINEX_PUBLIC_URL = "wss://api-pub.bitfinex.com/ws/2"
 
 
-class BitfinexSettings(BaseModel):
-    """Which Bitfinex pairs to stream, and how to keep the connections healthy."""
+class BitfinexSettings(VenueStreamSettings):
+    """Which Bitfinex pairs to stream, and how to keep the connections healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     ws_url: str = Field(
         default=BITFINEX_PUBLIC_URL, description="public WebSocket URL; 'simulator' uses the simulator"
@@ -48,20 +49,11 @@ class BitfinexSettings(BaseModel):
     max_requests_per_sec: float = Field(
         default=10.0, gt=0, description="pace of subscribe/unsubscribe frames sent on one connection"
     )
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=30_000,
         ge=0,
         description="replace a connection that sent nothing (heartbeats come every 15 s) for this long; 0 disables",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
 
     @field_validator("symbols")
     @classmethod

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = ["BYBIT_REST_URL", "BybitSettings", "bybit_ws_url"]
 
@@ -29,10 +29,11 @@ def bybit_ws_url(category: str) -> str:
     return f"wss://stream.bybit.com/v5/public/{category}"
 
 
-class BybitSettings(BaseModel):
-    """Which Bybit category and symbols to stream, and how to keep the connections healthy."""
+class BybitSettings(VenueStreamSettings):
+    """Which Bybit category and symbols to stream, and how to keep the connections healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     category: Literal["spot", "linear", "inverse"] = Field(
         default="spot", description="spot, linear (USDT/USDC contracts) or inverse (coin-margined contracts)"
@@ -68,21 +69,12 @@ class BybitSettings(BaseModel):
     heartbeat_interval_secs: float = Field(
         default=20.0, gt=0, description="send {\"op\":\"ping\"} this often; Bybit drops silent clients"
     )
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=45_000,
         ge=0,
         description="replace a connection that sent nothing for this long (pongs count, so keep it above "
         "heartbeat_interval_secs); 0 disables",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
 
     @model_validator(mode="before")
     @classmethod

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = [
     "ADVANCED_TRADE_REST_URL",
@@ -41,10 +41,11 @@ _DEFAULT_URLS = {
 }
 
 
-class CoinbaseSettings(BaseModel):
-    """Which Coinbase feed and symbols to stream, and how to keep the connections healthy."""
+class CoinbaseSettings(VenueStreamSettings):
+    """Which Coinbase feed and symbols to stream, and how to keep the connections healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     feed: Literal["advanced_trade", "exchange"] = Field(
         default="advanced_trade",
@@ -79,21 +80,12 @@ class CoinbaseSettings(BaseModel):
         description="subscribe/unsubscribe frames per second over all connections (Coinbase allows 8 "
         "unauthenticated messages per second per IP); connections are opened at this pace too",
     )
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=10_000,
         ge=0,
         description="replace a connection that sent nothing for this long (heartbeats arrive every "
         "second, so silence means a dead connection); 0 disables",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
     max_message_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

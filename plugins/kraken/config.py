@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = ["KRAKEN_V1_URL", "KRAKEN_V2_URL", "KrakenSettings"]
 
@@ -25,10 +25,11 @@ KRAKEN_V2_URL = "wss://ws.kraken.com/v2"
 KRAKEN_V1_URL = "wss://ws.kraken.com"
 
 
-class KrakenSettings(BaseModel):
-    """Which Kraken protocol and symbols to stream, and how to keep the connections healthy."""
+class KrakenSettings(VenueStreamSettings):
+    """Which Kraken protocol and symbols to stream, and how to keep the connections healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     api_version: Literal["v2", "v1"] = Field(
         default="v2", description="WebSocket protocol: v2 (JSON numbers) or v1 (number strings)"
@@ -63,20 +64,11 @@ class KrakenSettings(BaseModel):
     max_requests_per_sec: float = Field(
         default=5.0, gt=0, description="pace of subscribe/unsubscribe frames sent on one connection"
     )
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=10_000,
         ge=0,
         description="replace a connection that sent nothing (not even a heartbeat) for this long; 0 disables",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
 
     @model_validator(mode="before")
     @classmethod

@@ -8,19 +8,20 @@ publishes ``okx.ws`` / ``okx.rest``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from botframe.streams import BackoffSettings
+from botframe.streams import VenueStreamSettings
 
 __all__ = ["OKX_PUBLIC_URL", "OkxSettings"]
 
 OKX_PUBLIC_URL = "wss://ws.okx.com:8443/ws/v5/public"
 
 
-class OkxSettings(BaseModel):
-    """Which OKX instruments to stream, and how to keep the connections healthy."""
+class OkxSettings(VenueStreamSettings):
+    """Which OKX instruments to stream, and how to keep the connections healthy.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The reconnect, watchdog, keepalive and timeout fields come from :class:`~botframe.streams.VenueStreamSettings`.
+    """
 
     ws_url: str = Field(default=OKX_PUBLIC_URL, description="public WebSocket URL; 'simulator' uses the simulator")
     rest_url: str = Field(default="https://www.okx.com", description="REST base URL for the instruments")
@@ -39,20 +40,11 @@ class OkxSettings(BaseModel):
     heartbeat_interval_secs: float = Field(
         default=20.0, gt=0, description="send OKX's text 'ping' after this long without a frame (OKX drops at 30 s)"
     )
-    backoff: BackoffSettings = Field(
-        default_factory=BackoffSettings, description="reconnect and REST retry delays"
-    )
     stale_after_ms: int = Field(
         default=30_000,
         ge=0,
         description="replace a connection that sent nothing, not even a pong, for this long; 0 disables",
     )
-    ping_interval_secs: float = Field(default=20.0, gt=0, description="WebSocket keepalive ping interval")
-    ping_timeout_secs: float = Field(
-        default=20.0, gt=0, description="drop a connection whose keepalive ping waits this long"
-    )
-    open_timeout_secs: float = Field(default=10.0, gt=0, description="limit on the opening handshake")
-    http_timeout_secs: float = Field(default=10.0, gt=0, description="limit on each REST request")
 
     @field_validator("symbols")
     @classmethod
