@@ -12,7 +12,7 @@ sample after ``--warmup-minutes`` (caches and the journal's page cache fill in t
 growth beyond 5% fails. Two phases, each in a fresh engine: ``quiet`` (the strategy reads every book
 and signal and never trades: the market-data path alone) and ``trading`` (the imbalance strategy as
 configured in ``e2e_replay``: thousands of orders an hour, whose finished orders the order tracker
-and the paper venue keep for look-ups, up to 100,000 each).
+and the paper venue keep for look-ups: the last 1,000 each, and any finished in the last minute).
 
 Run: ``python benchmarks/memory_flat.py [--symbols 100] [--minutes 60] [--levels 10]``.
 """

@@ -69,6 +69,11 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "MarketSlot", "RunSummary"]
 
 _RISK_EVAL_INTERVAL_NS = 500_000_000
+# Finished orders kept for look-ups: the last 1,000, and any finished within the last minute (report
+# time). Reports come milliseconds after an order finishes; a bound by count alone would let a busy
+# bot's history grow for hours before it is reached.
+_FINISHED_ORDERS_KEPT = 1_000
+_FINISHED_ORDERS_RETENTION_NS = 60_000_000_000
 
 
 class MarketSlot:
@@ -248,7 +253,7 @@ class Engine:
         if s.journal.enabled:
             self.journal = Journal(s.resolve_path(s.journal.path), fsync=s.journal.fsync)
         self.portfolio = Portfolio(starting_cash=dict(s.portfolio.starting_cash), instruments=self.instrument)
-        self.orders = OrderTracker()
+        self.orders = OrderTracker(max_finished=_FINISHED_ORDERS_KEPT, retention_ns=_FINISHED_ORDERS_RETENTION_NS)
         self.trading_state = TradingStateMachine()
         start_counter = 0
         recovered: Recovered | None = None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -168,16 +168,23 @@ class Order:
 class OrderTracker:
     """All our orders by client order id, with a fast index of the open ones per (venue, symbol).
 
-    Finished orders are kept for lookups (late fills, journal, strategy queries) up to
-    ``max_finished``, oldest dropped first, so a long run does not grow memory without bound.
-    ``counts_by_status`` counts every order ever added, dropped ones included.
+    Finished orders are kept for lookups (late fills, journal, strategy queries): the last
+    ``max_finished`` of them, and beyond that every order finished less than ``retention_ns`` ago
+    (report time; 0 keeps by count alone), oldest dropped first, so a long run keeps memory flat.
+    A late report for a dropped order is counted in ``problems`` and logged, like any unknown id;
+    the engine still applies a late fill to the portfolio. ``counts_by_status`` counts every order
+    ever added, dropped ones included.
     """
 
-    def __init__(self, *, max_finished: int = 100_000) -> None:
+    def __init__(self, *, max_finished: int = 100_000, retention_ns: int = 0) -> None:
         self._open: dict[str, Order] = {}
         self._open_by_symbol: dict[tuple[str, str], dict[str, Order]] = {}
         self._finished: OrderedDict[str, Order] = OrderedDict()
         self._max_finished = max_finished
+        self._retention_ns = retention_ns
+        # When each finished order finished, in the order of ``_finished`` (an order finishes once).
+        self._finished_at: deque[int] = deque()
+        self._latest_ns = 0
         self._status_counts: dict[OrderStatus, int] = dict.fromkeys(OrderStatus, 0)
         # Per (venue, symbol, side): open remaining quantity and the most aggressive open order,
         # computed on demand and dropped whenever an order of that side is added, filled or finished;
@@ -361,8 +368,17 @@ class OrderTracker:
             if not by_symbol:
                 del self._open_by_symbol[key]
         self._finished[coid] = order
-        while len(self._finished) > self._max_finished:
-            self._finished.popitem(last=False)
+        if order.updated_ns > self._latest_ns:
+            self._latest_ns = order.updated_ns
+        self._finished_at.append(order.updated_ns)
+        finished = self._finished
+        if len(finished) > self._max_finished:
+            at = self._finished_at
+            # Orders finished at an unknown time (0) are kept by count alone.
+            horizon = self._latest_ns - self._retention_ns if self._retention_ns else None
+            while len(finished) > self._max_finished and (horizon is None or at[0] < horizon or not at[0]):
+                finished.popitem(last=False)
+                at.popleft()
 
     def _merge_details(self, order: Order, update: OrderUpdate) -> None:
         # Cumulative fill quantity only grows; the fills themselves carry prices.

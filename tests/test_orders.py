@@ -489,3 +489,24 @@ def test_open_quantity_per_side_follows_adds_fills_and_finishes() -> None:
     assert tracker.open_quantity("sim", "BTC/USDT", Side.BUY) == Decimal("0.6")
     assert tracker.open_quantity("sim", "BTC/USDT", Side.SELL) == 0
     assert tracker.most_aggressive("sim", "BTC/USDT", Side.SELL) is None
+
+
+def test_finished_orders_within_the_retention_window_are_kept_beyond_the_count() -> None:
+    tracker = OrderTracker(max_finished=1, retention_ns=1_000)
+    for n, ts in enumerate((100, 600, 1_200, 1_500)):
+        tracker.add(intent(f"o{n}"))
+        tracker.apply(update(f"o{n}", S.REJECTED, ts_ns=ts))
+
+    assert tracker.get("o0") is None  # finished 1,400 ns before the latest: out of the window
+    assert tracker.get("o1") is not None
+    assert tracker.get("o3") is not None
+
+
+def test_late_fill_for_a_dropped_finished_order_is_counted_as_unknown() -> None:
+    tracker = OrderTracker(max_finished=1, retention_ns=1_000)
+    for n, ts in enumerate((100, 5_000)):
+        tracker.add(intent(f"o{n}"))
+        tracker.apply(update(f"o{n}", S.REJECTED, ts_ns=ts))
+
+    assert tracker.on_fill(fill("o0", "1")) is None
+    assert tracker.problems["fill_for_unknown_order"] == 1

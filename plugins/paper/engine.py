@@ -72,7 +72,7 @@ import heapq
 import itertools
 import math
 import random
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -115,8 +115,12 @@ TAKER = "taker"
 
 _ZERO = Decimal(0)
 _BPS = Decimal(10_000)
-# Finished orders kept for late cancels and replaces; older ones are forgotten first.
-_MAX_FINISHED = 100_000
+# Finished orders kept for late cancels and replaces: the last 1,000, and any finished within the last
+# minute of event time; older ones are forgotten first (a cancel of one is then an ``unknown_order``
+# notice, a replace is rejected). Requests arrive milliseconds after a finish; a bound by count alone
+# would let a busy bot's history grow for hours.
+_MAX_FINISHED = 1_000
+_FINISHED_RETENTION_NS = 60_000_000_000
 
 #: What the engine reports: order status changes and fills.
 Report = OrderUpdate | Fill
@@ -407,6 +411,7 @@ class FillEngine:
         self._in_flight: dict[str, OrderIntent] = {}  # sent, not arrived yet
         self._orders: dict[str, _Order] = {}  # at the venue and open
         self._finished: OrderedDict[str, _Order] = OrderedDict()
+        self._finished_at: deque[int] = deque()  # finish times, in the order of _finished
         self._markets: dict[tuple[str, str], _Market] = {}
         self._ledger: dict[tuple[str, str], Decimal] = {}
         self._unreported: dict[tuple[str, str], Decimal] = {}
@@ -539,6 +544,10 @@ class FillEngine:
         due = [h[0][0] for h in (self._arrivals, self._reports) if h]
         return min(due) if due else None
 
+    def has_notices(self) -> bool:
+        """Whether notices are waiting for :meth:`take_notices`."""
+        return bool(self._notices)
+
     def take_notices(self) -> list[Notice]:
         """The notices since the last call."""
         out, self._notices = self._notices, []
@@ -628,9 +637,16 @@ class FillEngine:
             venue_order_id=order.venue_order_id, reason=reason, ts_ns=ts), intent.venue, ts)
         if status.is_terminal:
             self._orders.pop(intent.client_order_id, None)
-            self._finished[intent.client_order_id] = order
-            if len(self._finished) > _MAX_FINISHED:
-                self._finished.popitem(last=False)
+            finished = self._finished
+            at = self._finished_at
+            if intent.client_order_id not in finished:
+                at.append(ts)
+            finished[intent.client_order_id] = order
+            if len(finished) > _MAX_FINISHED:
+                horizon = self._now - _FINISHED_RETENTION_NS
+                while len(finished) > _MAX_FINISHED and at[0] < horizon:
+                    finished.popitem(last=False)
+                    at.popleft()
             self.counters[status.value] += 1
 
     def _reject(self, intent: OrderIntent, reason: str, ts: int) -> None:

@@ -111,7 +111,13 @@ class PaperExecutor:
     # -- market events ------------------------------------------------------------------------------
 
     def _on_book(self, event: BookSnapshot | BookDelta) -> None:
-        self._deliver(self.engine.on_book(event, self._now()))
+        # Runs for every book event: with nothing to report (the common case) skip the delivery
+        # plumbing, but still arm the timer for a report the engine now holds for later.
+        reports = self.engine.on_book(event, self._now())
+        if reports or self.engine.has_notices():
+            self._deliver(reports)
+        elif self._use_timer:
+            self._schedule()
 
     def _on_trade(self, trade: Trade) -> None:
         self._deliver(self.engine.on_trade(trade, self._now()))
