@@ -36,6 +36,7 @@ from botframe.risk import (
     TradingStateMachine,
     check_sanity,
     check_trading_state,
+    direct_risk_check,
 )
 from botframe.venues import Instrument
 
@@ -45,8 +46,12 @@ VENUE = "sim"
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
 
 
-def build_gate(clock: SimulatedClock) -> tuple[RiskGate, list[Event]]:
-    """A gate over real books, a portfolio with positions, resting orders and every limit on."""
+def build_gate(clock: SimulatedClock, *, via_pluggy: bool = False) -> tuple[RiskGate, list[Event]]:
+    """A gate over real books, a portfolio with positions, resting orders and every limit on.
+
+    The checks are called as the engine calls them (``direct_risk_check``), or through pluggy's
+    hook call with ``via_pluggy`` (the engine's way before, kept for comparison).
+    """
     settings = RiskSettings.model_validate({
         "max_order_quantity": "100",
         "max_order_notional": "1000000",
@@ -104,11 +109,11 @@ def build_gate(clock: SimulatedClock) -> tuple[RiskGate, list[Event]]:
     hook = pm.hook.botframe_check_order
 
     def check(intent: OrderIntent, ctx: RiskContext) -> list[Denial | None]:
-        # The shape of the engine's typed facade over pm.hook.
+        # The shape of the plugin facade's check_order over pm.hook.
         result: list[Denial | None] = hook(intent=intent, context=ctx)
         return result
 
-    return RiskGate(check, context, published.append), published
+    return RiskGate(check if via_pluggy else direct_risk_check(hook), context, published.append), published
 
 
 def make_intents(n: int, *, deny_every: int = 0) -> list[OrderIntent]:
@@ -173,6 +178,8 @@ def main() -> None:
     rate = run("all approved (every check runs)", gate, approved, args.repeat)
     assert gate.approved == gate.checked, "the approved run must not deny"
 
+    run("all approved, checks through pluggy's hook call", build_gate(SimulatedClock(), via_pluggy=True)[0],
+        approved, args.repeat)
     gate2, published2 = build_gate(SimulatedClock())
     run("10% denied (fat finger: published + counted)", gate2, make_intents(args.intents, deny_every=10),
         args.repeat)

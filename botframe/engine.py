@@ -54,7 +54,7 @@ from .journal import Journal, JournalError, JournalEvent, Recovered
 from .log import get_logger
 from .orders import ClientOrderIds, Order, OrderTracker
 from .portfolio import Portfolio
-from .risk import RiskContext, RiskGate, TradingStateMachine
+from .risk import RiskContext, RiskGate, TradingStateMachine, direct_risk_check
 from .signals import SignalSet
 from .strategy import PnL, Strategy, StrategyContext, StrategyRunner, StrategySettings
 from .venues import Endpoints, Instrument
@@ -281,7 +281,8 @@ class Engine:
             trading_state=self.trading_state,
             settings=s.risk,
         )
-        self.gate = RiskGate(self.hooks.check_order, self.risk_context, self.bus.publish)
+        self.gate = RiskGate(direct_risk_check(self.plugins.pm.hook.botframe_check_order), self.risk_context,
+                             self.bus.publish)
         self._hook_on_fill = self.hooks.has_observers("botframe_on_fill")
         self._hook_on_update = self.hooks.has_observers("botframe_on_order_update")
         self._hook_on_status = self.hooks.has_observers("botframe_on_feed_status")
