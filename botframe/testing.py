@@ -49,6 +49,11 @@ applying book events the way the engine does (``apply`` first, then ``publish`` 
 with a record of what was published, what was applied but never published, health changes and counters.
 Pass a real :class:`~botframe.bus.EventBus` to see published events as the engine's subscribers would.
 
+:class:`LocalVenue` and :class:`ScriptedVenue` are the exchange's side: a venue's WebSocket and REST
+on 127.0.0.1 (one port), the second playing a script of frames to each connection and answering the
+client's requests between them; :class:`ReplayScript` builds such a script from a recorded session,
+keeping track of which recorded frame each scripted one is.
+
 This module uses the bundled paper engine, risk checks and simulator model on purpose (they ship in
 the same distribution); the core never imports it.
 """
@@ -56,17 +61,23 @@ the same distribution); the core never imports it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import importlib
+import json
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 import msgspec
 import structlog
 from pydantic import BaseModel
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from .book import L2Book
 from .bus import EventBus
@@ -98,17 +109,23 @@ from .strategy import Number, OrderRouter, PnL, Strategy, StrategyContext, Strat
 from .venues import Endpoints, Instrument
 
 if TYPE_CHECKING:
-    from .venues import VenueContext
+    from .venues import VenueClient, VenueContext
 
 __all__ = [
     "START_NS",
+    "WAIT_FOR_REQUEST",
     "HarnessSummary",
+    "LocalVenue",
     "RecordingVenueContext",
+    "ReplayScript",
+    "ScriptedVenue",
     "SimulatedMarket",
     "StrategyHarness",
     "book",
     "delta",
     "instrument",
+    "json_response",
+    "running_venue",
     "trade",
 ]
 
@@ -154,6 +171,7 @@ Levels = Iterable[tuple[Number, Number]]
 MarketEvent = BookSnapshot | BookDelta | Trade | FeedStatus
 
 T = TypeVar("T", bound=Strategy[Any])
+V = TypeVar("V", bound="VenueClient")
 
 
 # -- one-line builders -------------------------------------------------------------------------------------
@@ -868,7 +886,10 @@ class RecordingVenueContext:
     Also recorded: ``statuses`` (each :class:`~botframe.events.FeedStatus` a health change produced, also
     published on ``bus``), ``instruments``, ``counts`` (per name) and ``symbol_counts`` (per symbol and
     name), and ``crossed_after_event`` (book events published onto a crossed book, which the engine would
-    hide from strategies and have re-synced). :meth:`wait_until` waits for any of these to change::
+    hide from strategies and have re-synced). Set ``client`` to the venue client under test to have the
+    engine's reaction too: such a book is counted (``crossed``) and, while LIVE, re-synced through
+    ``client.resync(symbol, CROSSED, ...)``. :meth:`wait_until` waits for any of these to change (and,
+    with ``poll_secs``, re-checks at least that often, for state that changes elsewhere: a test server's)::
 
         ctx = RecordingVenueContext("kraken", bus=EventBus())
         client = KrakenDataClient(settings, ctx)
@@ -884,6 +905,7 @@ class RecordingVenueContext:
         endpoints: Endpoints | None = None,
         bus: EventBus | None = None,
         log: structlog.typing.FilteringBoundLogger | None = None,
+        poll_secs: float | None = None,
     ) -> None:
         self.venue = venue
         self.clock: Clock = clock if clock is not None else LiveClock()
@@ -901,6 +923,9 @@ class RecordingVenueContext:
         self.counts: Counter[str] = Counter()
         self.symbol_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.crossed_after_event = 0
+        #: The venue client whose crossed books are re-synced as the engine does (None: only counted above).
+        self.client: VenueClient | None = None
+        self._poll_secs = poll_secs
         self._pre_applied: defaultdict[str, deque[BookSnapshot | BookDelta]] = defaultdict(deque)
         self._published_ids: set[int] = set()  # ids of published events (``events`` keeps them alive)
         self._changed = asyncio.Event()
@@ -928,6 +953,8 @@ class RecordingVenueContext:
                 _apply(book, event)
             if book.is_crossed():
                 self.crossed_after_event += 1
+                if self.client is not None:
+                    self._crossed(book)
         self.events.append(event)
         self._published_ids.add(id(event))
         if self.bus is not None:
@@ -966,6 +993,15 @@ class RecordingVenueContext:
         """The trades published, in order."""
         return [e for e in self.events if isinstance(e, Trade)]
 
+    def top(self, symbol: str, n: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """The best ``n`` bids and asks of ``symbol``'s book, best first."""
+        book = self.book(symbol)
+        return book.bids(n), book.asks(n)
+
+    def live(self, *symbols: str) -> bool:
+        """Whether every one of ``symbols`` has a LIVE book."""
+        return all(s in self.books and self.books[s].is_live for s in symbols)
+
     def poke(self) -> None:
         """Wake :meth:`wait_until` (a test whose predicate reads something this context does not see change)."""
         self._changed.set()
@@ -976,7 +1012,20 @@ class RecordingVenueContext:
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()
-                await self._changed.wait()
+                if self._poll_secs is None:
+                    await self._changed.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), self._poll_secs)
+
+    def _crossed(self, book: L2Book) -> None:
+        # As Engine._crossed: count it, and ask the venue to re-sync a book that was LIVE.
+        assert self.client is not None
+        self.count("crossed", book.symbol)
+        if book.is_live:
+            bid, ask = book.best_bid(), book.best_ask()
+            detail = f"best bid {bid[0] if bid else None} >= best ask {ask[0] if ask else None}"
+            self.client.resync(book.symbol, HealthReason.CROSSED, detail)
 
     def _was_pre_applied(self, event: BookSnapshot | BookDelta) -> bool:
         # As the engine: events applied before this one but never published are forgotten here.
@@ -997,3 +1046,237 @@ def _apply(book: L2Book, event: BookSnapshot | BookDelta) -> None:
 if TYPE_CHECKING:
     # The type checker proves the recording context implements the whole protocol the engine's does.
     _RECORDING_IS_A_VENUE_CONTEXT: type[VenueContext] = RecordingVenueContext
+
+
+@contextlib.asynccontextmanager
+async def running_venue(client: V) -> AsyncIterator[V]:
+    """Run a venue client's ``run()`` as a task while the body runs, then cancel it.
+
+    ``run()`` may end only by that cancellation: an error it raised meanwhile (a fatal stream error, an
+    unknown symbol) is raised here, and returning at all is a bug of the client (``AssertionError``).
+    """
+    task = asyncio.create_task(client.run())
+    try:
+        yield client
+    finally:
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # the test itself is being cancelled (a timeout): let it go
+        else:
+            raise AssertionError(f"{type(client).__name__}.run() returned; it must run until cancelled")
+
+
+# -- the exchange's side of a venue plugin's tests -----------------------------------------------------------
+
+#: In a :class:`ScriptedVenue` script: wait for the client's next request and answer it.
+WAIT_FOR_REQUEST = "<wait for the client's next request>"
+
+
+def json_response(body: bytes | str, status: int = 200) -> Response:
+    """An HTTP response carrying ``body`` as JSON (for a test server's ``process_request``)."""
+    raw = body.encode() if isinstance(body, str) else body
+    return Response(status, "OK" if status == 200 else "", Headers(
+        {"Content-Type": "application/json", "Content-Length": str(len(raw))}), raw)
+
+
+@dataclass
+class LocalVenue:
+    """A venue endpoint on 127.0.0.1 for a venue plugin's tests: WebSocket and REST on one port (``async with``).
+
+    REST ``GET`` targets (path and query, as the client sends them) are answered from ``rest``, 404
+    otherwise. Each WebSocket connection is served by :meth:`handler`: here it only records what the
+    client sends and holds the connection open; a subclass serves its venue's protocol, and calls
+    :meth:`record` for each frame received, so a test can read ``received`` (texts, in order;
+    :meth:`requests` decodes them as JSON) or :meth:`wait_until` something happened.
+    """
+
+    _: KW_ONLY
+    rest: Mapping[str, str] = field(default_factory=dict)
+    ws_path: str = ""
+    received: list[str] = field(default_factory=list)
+    connections: int = 0
+    server: Server | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL (``ws_path`` included)."""
+        return f"ws://127.0.0.1:{self._port()}{self.ws_path}"
+
+    @property
+    def http_url(self) -> str:
+        """The REST base URL."""
+        return f"http://127.0.0.1:{self._port()}"
+
+    def requests(self) -> list[Any]:
+        """What the client sent, each frame decoded as JSON (a text that is not JSON stays text)."""
+        out: list[Any] = []
+        for text in self.received:
+            try:
+                out.append(json.loads(text))
+            except ValueError:
+                out.append(text)
+        return out
+
+    def record(self, message: str | bytes) -> str:
+        """Note a frame the client sent; returns it as text."""
+        text = message if isinstance(message, str) else message.decode()
+        self.received.append(text)
+        self._changed.set()
+        return text
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Return once ``predicate()`` holds, checked on each connection and frame received."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        body = self.rest.get(request.path)
+        if body is None:
+            return conn.respond(404, "not found")
+        return json_response(body)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """Serve one WebSocket connection: record what the client sends until it closes."""
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                self.record(message)
+
+    async def __aenter__(self) -> Self:
+        self.server = await serve(self._serve, "127.0.0.1", 0, process_request=self.process_request,
+                                  compression=None, max_size=2**23)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        self._changed.set()
+        await self.handler(ws)
+
+    def _port(self) -> int:
+        assert self.server is not None, "use the venue inside 'async with'"
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+
+def _no_answer(request: str, frames_sent: int) -> list[str]:
+    return []
+
+
+@dataclass
+class ScriptedVenue(LocalVenue):
+    """A :class:`LocalVenue` that plays ``script`` to each connection once the client sent its first frame.
+
+    ``later_script`` goes to connections after the first, when given. Between two script frames, every
+    request that arrived meanwhile is answered with ``answer(request_text, frames_sent)``;
+    :data:`WAIT_FOR_REQUEST` in the script waits for the next request and answers it. After the script,
+    requests are answered as they come. ``replies`` answer a request at once, outside the script (OKX's
+    text ``ping`` -> ``pong``).
+    """
+
+    script: list[str]
+    answer: Callable[[str, int], list[str]] = _no_answer
+    later_script: list[str] | None = None
+    replies: Mapping[str, str] = field(default_factory=dict)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        script = self.script if self.connections == 1 or self.later_script is None else self.later_script
+        inbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    text = self.record(message)
+                    reply = self.replies.get(text)
+                    if reply is not None:
+                        await ws.send(reply)
+                    else:
+                        inbox.put_nowait(text)
+            inbox.put_nowait(None)  # wakes a handler waiting for a request
+
+        async def next_request() -> str:
+            text = await inbox.get()
+            if text is None:
+                raise ConnectionClosed(None, None)
+            return text
+
+        async def answer(request: str, sent: int) -> None:
+            for frame in self.answer(request, sent):
+                await ws.send(frame)
+
+        reader = asyncio.create_task(read())
+        try:
+            await next_request()  # the client's first subscription
+            sent = 0
+            for frame in script:
+                if frame == WAIT_FOR_REQUEST:
+                    await answer(await next_request(), sent)
+                    continue
+                while not inbox.empty():
+                    await answer(await next_request(), sent)
+                await ws.send(frame)
+                sent += 1
+            while True:
+                await answer(await next_request(), sent)
+        except ConnectionClosed:
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+@dataclass
+class ReplayScript:
+    """Frames for a :class:`ScriptedVenue` made from a recorded session, each knowing its recorded frame.
+
+    ``original`` is what the exchange sent. A test takes recorded frames (leaving some out: they still
+    happened on the exchange), puts altered ones in their place, adds extra ones, and waits for requests;
+    ``origin`` keeps, per scripted frame (waits aside), the index of the recorded frame it is or follows,
+    so :meth:`happened` gives what the exchange had sent once ``sent`` scripted frames went out (what a
+    fresh snapshot must show).
+    """
+
+    original: list[str]
+    frames: list[str] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)
+
+    def take(self, indexes: Iterable[int]) -> Self:
+        """The recorded frames at ``indexes``, as they were."""
+        for i in indexes:
+            self.frames.append(self.original[i])
+            self.origin.append(i)
+        return self
+
+    def altered(self, index: int, frame: str) -> Self:
+        """``frame`` in place of recorded frame ``index`` (what the exchange did is the recorded one)."""
+        self.frames.append(frame)
+        self.origin.append(index)
+        return self
+
+    def extra(self, frame: str) -> Self:
+        """A frame the recording does not have, after the last one taken."""
+        self.frames.append(frame)
+        self.origin.append(self.origin[-1] if self.origin else -1)
+        return self
+
+    def wait(self, requests: int = 1) -> Self:
+        """Wait for (and answer) the client's next ``requests`` requests."""
+        self.frames += [WAIT_FOR_REQUEST] * requests
+        return self
+
+    def happened(self, sent: int) -> list[str]:
+        """The recorded frames the exchange had sent once ``sent`` scripted frames went out."""
+        return self.original[: self.origin[sent - 1] + 1] if sent else []

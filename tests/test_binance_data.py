@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,18 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from botframe.book import L2Book
-from botframe.clock import LiveClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.events import BookHealth, HealthReason, Side, Trade
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext, running_venue
+from botframe.venues import Endpoints
 from botframe_plugins.binance import plugin
 from botframe_plugins.binance.config import BinanceSettings
 from botframe_plugins.binance.data import BinanceDataClient, stream_url
@@ -239,55 +237,9 @@ class ReplayServer:
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and records everything."""
-
-    def __init__(self, endpoints: Endpoints) -> None:
-        self.venue = "binance"
-        self.clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = endpoints
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot):
-            self.book(event.symbol).apply_snapshot(event)
-        elif isinstance(event, BookDelta):
-            self.book(event.symbol).apply_delta(event)
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
+def recording_context(endpoints: Endpoints) -> RecordingVenueContext:
+    """The engine's side: real L2Books, book events applied as the engine does, everything recorded."""
+    return RecordingVenueContext("binance", endpoints=endpoints)
 
 
 def settings_for(rec: Recorded, **overrides: Any) -> BinanceSettings:
@@ -299,7 +251,7 @@ def settings_for(rec: Recorded, **overrides: Any) -> BinanceSettings:
 
 @dataclass
 class Running:
-    ctx: RecordingContext
+    ctx: RecordingVenueContext
     client: BinanceDataClient
     server: ReplayServer
 
@@ -311,22 +263,16 @@ async def running_client(server: ReplayServer, **overrides: Any) -> AsyncIterato
         endpoints = Endpoints()
         endpoints.set("binance.ws", server.url)
         endpoints.set("binance.rest", server.http_url)
-        ctx = RecordingContext(endpoints)
-        client = BinanceDataClient(settings_for(server.rec, **overrides), ctx)
-        task = asyncio.create_task(client.run())
-        try:
+        ctx = recording_context(endpoints)
+        async with running_venue(BinanceDataClient(settings_for(server.rec, **overrides), ctx)) as client:
             yield Running(ctx, client, server)
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
 
 
 def last_u(frames: list[str]) -> int:
     return max(int(json.loads(f)["data"]["u"]) for f in frames if '"depthUpdate"' in f)
 
 
-def is_synced_to(ctx: RecordingContext, symbol: str, update_id: int) -> Callable[[], bool]:
+def is_synced_to(ctx: RecordingVenueContext, symbol: str, update_id: int) -> Callable[[], bool]:
     def check() -> bool:
         book = ctx.books.get(symbol)
         return book is not None and book.is_live and book.last_seq == update_id
@@ -483,7 +429,7 @@ async def test_unknown_symbol_stops_start_up_with_a_hint(
         endpoints.set("binance.ws", server.url)
         endpoints.set("binance.rest", server.http_url)
         settings = settings_for(spot, symbols=["NKN/USDC", "NKNUSDT/X"])
-        client = BinanceDataClient(settings, RecordingContext(endpoints))
+        client = BinanceDataClient(settings, recording_context(endpoints))
 
         with pytest.raises(UnknownSymbolError, match="NKN/USDC"):
             async with asyncio.timeout(10):
@@ -517,13 +463,13 @@ def test_plugin_registers_the_binance_venue() -> None:
     entry = registry.get("binance")
     assert entry is not None
     assert entry.settings_model is BinanceSettings
-    client = entry.factory(BinanceSettings(symbols=["ETH/BTC"]), RecordingContext(Endpoints()))
+    client = entry.factory(BinanceSettings(symbols=["ETH/BTC"]), recording_context(Endpoints()))
     assert isinstance(client, BinanceDataClient)
     assert client.symbols == ["ETH/BTC"]
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = BinanceDataClient(BinanceSettings(), RecordingContext(Endpoints()))
+    client = BinanceDataClient(BinanceSettings(), recording_context(Endpoints()))
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()

@@ -9,7 +9,7 @@ import contextlib
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,17 +18,15 @@ from typing import Any
 import pytest
 from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from botframe.bus import EventBus
 from botframe.clock import SimulatedClock
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.testing import RecordingVenueContext
+from botframe.testing import WAIT_FOR_REQUEST, LocalVenue, RecordingVenueContext, ReplayScript, running_venue
 from botframe.venues import Endpoints
 from botframe_plugins.bitfinex import plugin
 from botframe_plugins.bitfinex.config import BITFINEX_PUBLIC_URL, BitfinexSettings
@@ -45,7 +43,6 @@ PAIRS_PATH = "/v2/conf/pub:list:pair:exchange"
 # The capture's seven books: Bitfinex symbol -> unified (ccxt) symbol.
 CAPTURE_SYMBOLS = {"tBFTUSD": "BFT/USD", "tIOTETH": "IOTA/ETH", "tDOGUSD": "MDOGE/USD", "tMNABTC": "MANA/BTC",
                    "tODEUSD": "ODE/USD", "tTESTBTC:TESTUSD": "TESTBTC/TESTUSD", "tSNGUSD": "SNGLS/USD"}
-WAIT_FOR_REQUEST = "<wait for the client's next request>"
 LOST = "<lost>"
 
 
@@ -166,14 +163,8 @@ async def running_client(settings: BitfinexSettings, ctx: RecordingVenueContext 
                          ) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
     ctx = ctx or recording_context()
-    client = BitfinexDataClient(settings, ctx)
-    task = asyncio.create_task(client.run())
-    try:
+    async with running_venue(BitfinexDataClient(settings, ctx)) as client:
         yield Running(ctx, client)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def settings_for(ws_url: str, rest_url: str, **overrides: Any) -> BitfinexSettings:
@@ -192,19 +183,8 @@ def is_live(ctx: RecordingVenueContext, symbol: str) -> bool:
 # -- a scripted Bitfinex ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Script:
+class Script(ReplayScript):
     """Frames for :class:`ScriptedBitfinex`, each remembering which frame of ``original`` it is (or follows)."""
-
-    original: list[str]
-    frames: list[str] = field(default_factory=list)
-    origin: list[int] = field(default_factory=list)  # per non-wait entry
-
-    def take(self, indexes: Any) -> Script:
-        for i in indexes:
-            self.frames.append(self.original[i])
-            self.origin.append(i)
-        return self
 
     def lose(self, index: int) -> Script:
         """Recorded frame ``index`` happened but never arrives: its sequence number is skipped."""
@@ -212,76 +192,31 @@ class Script:
         self.origin.append(index)
         return self
 
-    def extra(self, frame: str) -> Script:
-        self.frames.append(frame)
-        self.origin.append(self.origin[-1] if self.origin else -1)
-        return self
-
-    def altered(self, index: int, frame: str) -> Script:
-        """``frame`` arrives in place of frame ``index`` (what the exchange did is the one in ``original``)."""
-        self.frames.append(frame)
-        self.origin.append(index)
-        return self
-
-    def wait(self, requests: int = 1) -> Script:
-        self.frames += [WAIT_FOR_REQUEST] * requests
-        return self
-
     def books(self, sent: int) -> dict[str, ReferenceBook]:
-        return reference_books(self.original[: self.origin[sent - 1] + 1] if sent else [])
+        return reference_books(self.happened(sent))
 
 
 @dataclass
-class ScriptedBitfinex:
+class ScriptedBitfinex(LocalVenue):
     """A Bitfinex endpoint on 127.0.0.1 that plays a script like a live connection.
 
-    It serves ``rest`` for REST paths. Each connection gets the script once the client sent its first frame:
-    channel frames are renumbered with the connection's own SEQ_ALL sequence (a :data:`LOST` entry skips a
-    number) and carry the channel's current ``chanId``. An ``unsubscribe`` is acked and stops that channel's
-    frames; a later ``subscribe`` of it is acked with a new ``chanId`` and answered with a snapshot of the
-    exchange's book by then (``script.books``), and, when the ``conf`` answer it sent confirmed checksum
-    frames, by that book's ``cs`` frame, as Bitfinex does. Other requests (the client's first subscriptions,
-    which the script's recorded acks answer) get nothing. :data:`WAIT_FOR_REQUEST` waits for the next
-    request acted on.
+    It serves ``rest`` for REST paths (by default the pair list :data:`PAIRS_BTCUSD`). Each connection
+    gets the script once the client sent its first frame: channel frames are renumbered with the
+    connection's own SEQ_ALL sequence (a :data:`LOST` entry skips a number) and carry the channel's
+    current ``chanId``. An ``unsubscribe`` is acked and stops that channel's frames; a later
+    ``subscribe`` of it is acked with a new ``chanId`` and answered with a snapshot of the exchange's book
+    by then (``script.books``), and, when the ``conf`` answer it sent confirmed checksum frames, by that
+    book's ``cs`` frame, as Bitfinex does. Other requests (the client's first subscriptions, which the
+    script's recorded acks answer) get nothing. :data:`WAIT_FOR_REQUEST` waits for the next request
+    acted on.
     """
 
-    rest: dict[str, str]
     script: Script
     later_script: list[str] | None = None
-    received: list[dict[str, Any]] = field(default_factory=list)
-    connections: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a connection or a request arrived
-    server: Server | None = None
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/ws/2"
-
-    @property
-    def http_url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        body = self.rest.get(request.path)
-        if body is None:
-            return conn.respond(404, "not found")
-        raw = body.encode()
-        return Response(200, "OK", Headers({"Content-Type": "application/json", "Content-Length": str(len(raw))}),
-                        raw)
+    rest: Mapping[str, str] = field(default_factory=lambda: PAIRS_BTCUSD, kw_only=True)
+    ws_path: str = field(default="/ws/2", kw_only=True)
 
     async def handler(self, ws: ServerConnection) -> None:
-        self.connections += 1
-        self.changed.set()
         frames = self.script.frames if self.connections == 1 or self.later_script is None else self.later_script
         inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         seq = 0
@@ -294,10 +229,7 @@ class ScriptedBitfinex:
         async def read() -> None:
             with contextlib.suppress(ConnectionClosed):
                 async for message in ws:
-                    request = json.loads(message)
-                    self.received.append(request)
-                    self.changed.set()
-                    inbox.put_nowait(request)
+                    inbox.put_nowait(json.loads(self.record(message)))
             inbox.put_nowait(None)
 
         async def next_request() -> dict[str, Any]:
@@ -378,17 +310,6 @@ class ScriptedBitfinex:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
-    async def __aenter__(self) -> ScriptedBitfinex:
-        self.server = await serve(self.handler, "127.0.0.1", 0, process_request=self.process_request,
-                                  compression=None, max_size=2**23)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-
 def rest_of(shared_data: Path) -> dict[str, str]:
     line = next(ln for ln in (shared_data / REST).read_text().splitlines() if "pub:list:pair:exchange" in ln)
     return {PAIRS_PATH: line.split(" -> ", 1)[1].partition(": ")[2]}
@@ -454,7 +375,7 @@ async def test_lost_frame_breaks_the_sequence_and_every_book_of_the_connection_r
     script = Script(original).take(range(lost)).lose(lost).take([lost + 1]).wait(14)
     script.take(range(lost + 2, len(original)))
 
-    async with ScriptedBitfinex(rest_of(shared_data), script) as server, running_client(
+    async with ScriptedBitfinex(script, rest=rest_of(shared_data)) as server, running_client(
         settings_for(server.url, server.http_url, trades=False)
     ) as running:
         ctx = running.ctx
@@ -474,7 +395,7 @@ async def test_lost_frame_breaks_the_sequence_and_every_book_of_the_connection_r
             ]
             book = ctx.books[unified]
             assert (book.bids(10), book.asks(10)) == reference[venue_symbol].top(), unified
-        unsubscribes = [r for r in server.received if r.get("event") == "unsubscribe"]
+        unsubscribes = [r for r in server.requests() if r.get("event") == "unsubscribe"]
         assert len(unsubscribes) == 7
 
 
@@ -533,7 +454,7 @@ def specs_settings(server: ScriptedBitfinex, **overrides: Any) -> BitfinexSettin
     return settings_for(server.url, server.http_url, symbols=["BTC/USD"], depth=25, **overrides)
 
 
-PAIRS_BTCUSD = {PAIRS_PATH: '[["BTCUSD","ETHUSD"]]'}
+PAIRS_BTCUSD: dict[str, str] = {PAIRS_PATH: '[["BTCUSD","ETHUSD"]]'}
 
 
 async def test_checksum_frames_match_on_js_number_text_and_a_corrupted_one_resyncs() -> None:
@@ -544,7 +465,7 @@ async def test_checksum_frames_match_on_js_number_text_and_a_corrupted_one_resyn
     session.raw('[17,"hb",0]').checksum(corrupt=True)
     script = session.script().wait(2)  # unsubscribe, subscribe: a fresh snapshot and its cs on a new chanId
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.total("checksums_matched") == 5)
 
@@ -556,7 +477,7 @@ async def test_checksum_frames_match_on_js_number_text_and_a_corrupted_one_resyn
             (BookHealth.RESYNCING, HealthReason.CHECKSUM),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
-        conf = server.received[0]
+        conf = server.requests()[0]
         assert conf == {"event": "conf", "flags": 65536 | 131072}
         book = ctx.books["BTC/USD"]
         assert (book.bids(10), book.asks(10)) == session.book.top()
@@ -584,7 +505,7 @@ async def test_a_change_its_checksum_frame_refutes_never_reaches_a_bus_subscribe
     bus.subscribe(BookSnapshot, see)
     bus.subscribe(BookDelta, see)
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server), ctx) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server), ctx) as running:
         await ctx.wait_until(lambda: running.total("checksums_matched") == 4 and ctx.book("BTC/USD").is_live)
 
         assert running.total("checksum_failures") == 1
@@ -621,7 +542,7 @@ async def test_strategy_in_the_engine_is_never_shown_a_change_its_checksum_frame
         return resynced and bool(w.shown) and w.shown[-1][1:] == truths[-1]
 
     watcher = Watcher(done)
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server:
+    async with ScriptedBitfinex(script) as server:
         config = tmp_path / "bot.toml"
         config.write_text(
             f'duration_secs = 30\n[journal]\nenabled = false\n'
@@ -648,7 +569,7 @@ async def test_held_book_events_without_a_checksum_frame_for_a_heartbeat_interva
     session.raw('[17,"hb",0]').raw('[18,"hb",0]').raw('[17,"hb",0]')  # trades heartbeats do not count
     script = session.script().wait(2)
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.total("snapshots") == 2 and is_live(ctx, "BTC/USD"))
 
@@ -668,7 +589,7 @@ async def test_checksums_bitfinex_did_not_confirm_are_not_waited_for() -> None:
     session.frames[1] = '{"event":"conf","status":"OK","flags":65536}'  # SEQ_ALL only
     session.snapshot(SNAPSHOT).update("59999.5", 2, "3e-8")
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, session.script()) as server, running_client(
+    async with ScriptedBitfinex(session.script()) as server, running_client(
         specs_settings(server)
     ) as running:
         ctx = running.ctx
@@ -686,7 +607,7 @@ async def test_trades_come_from_te_frames_with_the_taker_side_and_tu_is_ignored(
     session.raw('[18,"tu",[401597395,1574694478808,0.005,7245.3],0]')
     session.raw('[18,"te",[401597396,1574694478900,-1e-8,7245.1],0]')
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, session.script()) as server, running_client(
+    async with ScriptedBitfinex(session.script()) as server, running_client(
         specs_settings(server)
     ) as running:
         ctx = running.ctx
@@ -708,7 +629,7 @@ async def test_maintenance_parks_the_books_and_its_end_resubscribes_them() -> No
     session.raw('{"event":"info","code":20061,"msg":"Maintenance ended. You can resume normal activity."}')
     script = session.script().wait(2)
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.total("snapshots") == 2 and is_live(ctx, "BTC/USD"))
 
@@ -719,7 +640,7 @@ async def test_maintenance_parks_the_books_and_its_end_resubscribes_them() -> No
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
         assert ctx.counts["maintenance"] == 1
-        assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
+        assert [r["event"] for r in server.requests()[-2:]] == ["unsubscribe", "subscribe"]
 
 
 @pytest.mark.parametrize("reason", [HealthReason.STALE, HealthReason.CROSSED])
@@ -729,7 +650,7 @@ async def test_engine_resync_request_resubscribes_the_book(reason: HealthReason)
     session.update("59999", 1, "4")
     script.extra(session.frames[-1]).extra(f'[17,"cs",{session.book.checksum()},0]')
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: is_live(ctx, "BTC/USD"))
 
@@ -743,7 +664,7 @@ async def test_engine_resync_request_resubscribes_the_book(reason: HealthReason)
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
         assert ctx.counts["crossed"] == 0  # the engine counts what it found, once
-        assert [r["event"] for r in server.received[-2:]] == ["unsubscribe", "subscribe"]
+        assert [r["event"] for r in server.requests()[-2:]] == ["unsubscribe", "subscribe"]
         book = ctx.books["BTC/USD"]
         assert (book.bids(10), book.asks(10)) == session.book.top()
 
@@ -754,7 +675,7 @@ async def test_reconnect_request_20051_reconnects(capsys: pytest.CaptureFixture[
     session.raw('{"event":"info","code":20051,"msg":"Stopping. Please try to reconnect"}')
     later = session.frames[:-2]
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, session.script(), later_script=later) as server, running_client(
+    async with ScriptedBitfinex(session.script(), later_script=later) as server, running_client(
         specs_settings(server)
     ) as running:
         ctx = running.ctx
@@ -783,7 +704,7 @@ async def test_malformed_frames_are_logged_cut_counted_and_resync_their_book(
     session.update("60000", 1, "0.75")
     script.extra(session.frames[-1]).extra(f'[17,"cs",{session.book.checksum()},0]')
 
-    async with ScriptedBitfinex(PAIRS_BTCUSD, script) as server, running_client(specs_settings(server)) as running:
+    async with ScriptedBitfinex(script) as server, running_client(specs_settings(server)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.total("checksums_matched") == 3)  # two snapshots and the update
 
@@ -804,13 +725,13 @@ async def test_symbols_beyond_the_channel_limit_open_more_connections() -> None:
     pairs = {PAIRS_PATH: '[["BTCUSD","ETHUSD","LTCUSD"]]'}
     session = SpecsSession().snapshot(SNAPSHOT)
 
-    async with ScriptedBitfinex(pairs, session.script()) as server, running_client(
+    async with ScriptedBitfinex(session.script(), rest=pairs) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USD", "ETH/USD", "LTC/USD"],
                      max_channels_per_connection=4)
     ) as running:
         await server.wait_until(lambda: server.connections == 2 and len(server.received) == 2 * 1 + 3 * 2)
 
-        subscribes = [(r["channel"], r["symbol"]) for r in server.received if r["event"] == "subscribe"]
+        subscribes = [(r["channel"], r["symbol"]) for r in server.requests() if r["event"] == "subscribe"]
         assert sorted(subscribes) == sorted((c, f"t{s}USD") for c in ("book", "trades") for s in ("BTC", "ETH", "LTC"))
         assert len(running.client.stream_counters()) == 2
 
@@ -839,7 +760,7 @@ async def test_requests_are_paced_to_max_requests_per_sec_on_the_injected_clock(
     ctx = recording_context()
     ctx.clock = clock  # the request writer sleeps on it; with the watchdog off nothing else does
 
-    async with ScriptedBitfinex(pairs, SpecsSession().script()) as server, running_client(
+    async with ScriptedBitfinex(SpecsSession().script(), rest=pairs) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USD", "ETH/USD"], max_requests_per_sec=2.0,
                      stale_after_ms=0), ctx
     ):
@@ -851,7 +772,7 @@ async def test_requests_are_paced_to_max_requests_per_sec_on_the_injected_clock(
             clock.advance(0.1)
 
     assert seen == [min(5, t // 5 + 1) for t in range(26)]
-    assert [r["event"] for r in server.received] == ["conf", "subscribe", "subscribe", "subscribe", "subscribe"]
+    assert [r["event"] for r in server.requests()] == ["conf", "subscribe", "subscribe", "subscribe", "subscribe"]
 
 
 # -- settings and registration ------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,18 +18,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from botframe.book import L2Book
-from botframe.clock import LiveClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.events import BookHealth, HealthReason, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext, running_venue
+from botframe.venues import Endpoints
 from botframe_plugins.bybit import plugin
 from botframe_plugins.bybit.config import BybitSettings
 from botframe_plugins.bybit.data import BybitDataClient
@@ -47,75 +44,11 @@ Tops = tuple[list[tuple[float, float]], list[tuple[float, float]]]
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and, like the engine, asks the client to
-    resync a LIVE book that an event left crossed."""
-
-    def __init__(self) -> None:
-        self.venue = "bybit"
-        self.clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = Endpoints()
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self.client: BybitDataClient | None = None
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot | BookDelta):
-            book = self.book(event.symbol)
-            if isinstance(event, BookSnapshot):
-                book.apply_snapshot(event)
-            else:
-                book.apply_delta(event)
-            if book.is_crossed():
-                self.counts["crossed"] += 1
-                if book.is_live and self.client is not None:
-                    self.client.resync(event.symbol, HealthReason.CROSSED, "crossed")
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    def trades(self) -> list[Trade]:
-        return [e for e in self.events if isinstance(e, Trade)]
-
-    def tops(self, symbol: str, n: int = 10) -> Tops:
-        book = self.books[symbol]
-        return book.bids(n), book.asks(n)
-
-    def live(self, *symbols: str) -> bool:
-        return all(s in self.books and self.books[s].is_live for s in symbols)
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Wait until ``predicate()`` holds: checked on every change, and every 20 ms for server-side state."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.02)
+def recording_context(endpoints: Endpoints | None = None) -> RecordingVenueContext:
+    """The engine's side: real L2Books, book events applied as the engine does, everything recorded; once
+    ``ctx.client`` is set, a LIVE book an event leaves crossed is re-synced through it, as the engine does.
+    Waits re-check every 20 ms too, for the test server's own state."""
+    return RecordingVenueContext("bybit", endpoints=endpoints, poll_secs=0.02)
 
 
 # -- a local Bybit ------------------------------------------------------------------------------------------
@@ -426,23 +359,18 @@ def settings_for(feed: FakeBybit, **overrides: Any) -> BybitSettings:
 
 
 @contextlib.asynccontextmanager
-async def running(feed: FakeBybit, ctx: RecordingContext, **overrides: Any) -> AsyncIterator[BybitDataClient]:
+async def running(feed: FakeBybit, ctx: RecordingVenueContext, **overrides: Any) -> AsyncIterator[BybitDataClient]:
     """Run a client of ``feed`` until the body is done, then cancel it (it must end by cancellation only)."""
     client = BybitDataClient(settings_for(feed, **overrides), ctx)
     ctx.client = client
-    task = asyncio.create_task(client.run())
-    try:
+    async with running_venue(client):
         yield client
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
-def matches_truth(ctx: RecordingContext, feed: FakeBybit) -> Callable[[], bool]:
+def matches_truth(ctx: RecordingVenueContext, feed: FakeBybit) -> Callable[[], bool]:
     def check() -> bool:
         return feed.finished and all(
-            ctx.live(unified(s, feed.category)) and ctx.tops(unified(s, feed.category)) == feed.top(s)
+            ctx.live(unified(s, feed.category)) and ctx.top(unified(s, feed.category)) == feed.top(s)
             for s in feed.symbols
         )
 
@@ -466,7 +394,7 @@ async def test_books_follow_the_deltas_and_trades_carry_the_takers_side() -> Non
         Delta("ETHUSDT", bids=(("200", "0"),)),
     ]
     async with FakeBybit(["BTCUSDT", "ETHUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx) as client:
             await ctx.wait_until(matches_truth(ctx, feed))
             await ctx.wait_until(lambda: len(ctx.trades()) == 2)
@@ -494,7 +422,7 @@ async def test_removed_delta_is_a_gap_and_only_that_book_is_resubscribed() -> No
         Delta("ETHUSDT", bids=(("200.5", "1"),)),
     ]
     async with FakeBybit(["BTCUSDT", "ETHUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx):
             await ctx.wait_until(lambda: ctx.live("BTC/USDT", "ETH/USDT"))
             feed.resume.set()
@@ -519,7 +447,7 @@ async def test_dropped_connection_reconnects_and_every_book_resyncs_from_a_new_s
         Drop(),
     ]
     async with FakeBybit(["BTCUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx, heartbeat_interval_secs=0.05) as client:
             await ctx.wait_until(lambda: len(feed.peers) == 2 and ctx.counts["disconnects"] == 1
                                  and ctx.live("BTC/USDT"))
@@ -543,11 +471,11 @@ async def test_delta_with_u_of_one_replaces_the_book_without_a_resubscription() 
         Delta("BTCUSDT", asks=(("92", "4"),)),  # u == 2: continues the restarted chain
     ]
     async with FakeBybit(["BTCUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx):
             await ctx.wait_until(matches_truth(ctx, feed))
 
-            assert ctx.tops("BTC/USDT") == ([(90.0, 1.0), (89.0, 2.0)], [(91.0, 3.0), (92.0, 4.0)])
+            assert ctx.top("BTC/USDT") == ([(90.0, 1.0), (89.0, 2.0)], [(91.0, 3.0), (92.0, 4.0)])
             assert ctx.transitions("BTC/USDT") == SUBSCRIBED_THEN_LIVE
             assert ctx.counts["gaps"] == 0
             assert len(feed.peers[0].received) == 1  # the first subscribe only
@@ -560,7 +488,7 @@ async def test_unasked_snapshot_replaces_the_book_and_the_chain_goes_on_from_it(
         Delta("BTCUSDT", asks=(("101", "0"),)),
     ]
     async with FakeBybit(["BTCUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx):
             await ctx.wait_until(matches_truth(ctx, feed))
 
@@ -571,7 +499,7 @@ async def test_unasked_snapshot_replaces_the_book_and_the_chain_goes_on_from_it(
 
 async def test_refused_subscription_is_logged_clearly_and_asked_again(capsys: pytest.CaptureFixture[str]) -> None:
     async with FakeBybit(["BTCUSDT"], refuse_once={"orderbook.50.BTCUSDT"}) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx):
             await ctx.wait_until(lambda: ctx.live("BTC/USDT"))
 
@@ -594,7 +522,7 @@ async def test_unreadable_orderbook_frame_resyncs_its_book_and_other_text_is_onl
         Delta("BTCUSDT", bids=(("100.25", "7"),)),
     ]
     async with FakeBybit(["BTCUSDT", "ETHUSDT"], script=script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx) as client:
             await ctx.wait_until(lambda: ctx.live("BTC/USDT", "ETH/USDT"))
             feed.resume.set()
@@ -617,7 +545,7 @@ async def test_unreadable_orderbook_frame_resyncs_its_book_and_other_text_is_onl
 @pytest.mark.parametrize("category", ["spot", "linear"])
 async def test_heartbeat_pings_are_sent_and_both_pong_spellings_pass_quietly(category: str) -> None:
     async with FakeBybit(["BTCUSDT"], category=category) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx, heartbeat_interval_secs=0.01):
             await ctx.wait_until(lambda: ctx.live(unified("BTCUSDT", category)))
             await ctx.wait_until(lambda: sum(m["op"] == "ping" for m in feed.peers[0].received) >= 3)
@@ -630,7 +558,7 @@ async def test_linear_contracts_use_settle_coin_names_and_paged_instruments() ->
     feed = FakeBybit(["BTCUSDT", "ETHUSDT"], category="linear", depth=200)
     feed.instrument_pages = [[feed._instrument("BTCUSDT")], [feed._instrument("ETHUSDT")]]
     async with feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx):
             await ctx.wait_until(lambda: ctx.live("BTC/USDT:USDT", "ETH/USDT:USDT"))
 
@@ -645,7 +573,7 @@ async def test_linear_contracts_use_settle_coin_names_and_paged_instruments() ->
 async def test_more_symbols_than_a_connection_carries_open_more_connections_and_requests_stay_small() -> None:
     symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"]
     async with FakeBybit(symbols) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(feed, ctx, max_symbols_per_connection=3, max_topics_per_request=4) as client:
             await ctx.wait_until(lambda: ctx.live(*(unified(s) for s in symbols)))
 
@@ -657,7 +585,7 @@ async def test_more_symbols_than_a_connection_carries_open_more_connections_and_
 
 async def test_unknown_symbol_stops_start_up_with_a_hint() -> None:
     async with FakeBybit(["BTCUSDT"]) as feed:
-        client = BybitDataClient(settings_for(feed, symbols=["BTC/USDT:USDT"]), RecordingContext())
+        client = BybitDataClient(settings_for(feed, symbols=["BTC/USDT:USDT"]), recording_context())
 
         with pytest.raises(UnknownSymbolError, match="BTC/USDT:USDT"):
             async with asyncio.timeout(10):
@@ -665,7 +593,7 @@ async def test_unknown_symbol_stops_start_up_with_a_hint() -> None:
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = BybitDataClient(BybitSettings(ws_url="simulator"), RecordingContext())
+    client = BybitDataClient(BybitSettings(ws_url="simulator"), recording_context())
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()
@@ -679,6 +607,6 @@ def test_plugin_registers_the_bybit_venue() -> None:
     entry = registry.get("bybit")
     assert entry is not None
     assert entry.settings_model is BybitSettings
-    client = entry.factory(BybitSettings(symbols=["ETH/USDT"]), RecordingContext())
+    client = entry.factory(BybitSettings(symbols=["ETH/USDT"]), recording_context())
     assert isinstance(client, BybitDataClient)
     assert client.symbols == ["ETH/USDT"]

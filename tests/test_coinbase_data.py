@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,18 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from botframe.book import L2Book
-from botframe.clock import LiveClock
-from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, FeedStatus, HealthReason, Side, Trade
+from botframe.events import BookDelta, BookHealth, HealthReason, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.venues import Endpoints, Instrument
+from botframe.testing import RecordingVenueContext, running_venue
+from botframe.venues import Endpoints
 from botframe_plugins.coinbase import plugin
 from botframe_plugins.coinbase.config import CoinbaseSettings
 from botframe_plugins.coinbase.data import CoinbaseDataClient
@@ -60,86 +57,20 @@ def unified(product: str) -> str:
 # -- a minimal engine side --------------------------------------------------------------------------------
 
 
-class RecordingContext:
-    """A VenueContext that applies book events to real L2Books and, like the engine, asks the client to
-    resync a LIVE book that an event left crossed."""
-
-    def __init__(self, endpoints: Endpoints | None = None) -> None:
-        self.venue = "coinbase"
-        self.clock = LiveClock()
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("test")
-        self.endpoints = endpoints or Endpoints()
-        self.books: dict[str, L2Book] = {}
-        self.events: list[Event] = []
-        self.statuses: list[FeedStatus] = []
-        self.instruments: dict[str, Instrument] = {}
-        self.counts: Counter[str] = Counter()
-        self.client: CoinbaseDataClient | None = None
-        self._changed = asyncio.Event()
-
-    def book(self, symbol: str) -> L2Book:
-        if symbol not in self.books:
-            self.books[symbol] = L2Book(self.venue, symbol)
-        return self.books[symbol]
-
-    def publish(self, event: Event) -> None:
-        if isinstance(event, BookSnapshot | BookDelta):
-            book = self.book(event.symbol)
-            if isinstance(event, BookSnapshot):
-                book.apply_snapshot(event)
-            else:
-                book.apply_delta(event)
-            if book.is_crossed():
-                self.counts["crossed"] += 1
-                if book.is_live and self.client is not None:
-                    self.client.resync(event.symbol, HealthReason.CROSSED, "crossed")
-        self.events.append(event)
-        self._changed.set()
-
-    def set_health(self, symbol: str, health: BookHealth, reason: HealthReason, detail: str = "") -> None:
-        status = self.book(symbol).set_health(health, reason, self.clock.time_ns(), detail)
-        if status is not None:
-            self.statuses.append(status)
-        self._changed.set()
-
-    def add_instrument(self, instrument: Instrument) -> None:
-        self.instruments[instrument.symbol] = instrument
-
-    def count(self, name: str, symbol: str = "", n: int = 1) -> None:
-        self.counts[name] += n
-        self._changed.set()
-
-    def transitions(self, symbol: str) -> list[tuple[BookHealth, HealthReason]]:
-        return [(s.health, s.reason) for s in self.statuses if s.symbol == symbol]
-
-    def trades(self) -> list[Trade]:
-        return [e for e in self.events if isinstance(e, Trade)]
-
-    def tops(self, symbol: str, n: int = 10) -> Tops:
-        book = self.books[symbol]
-        return book.bids(n), book.asks(n)
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Wait until ``predicate()`` holds: checked on every change, and every 20 ms for server-side state."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.02)
+def recording_context(endpoints: Endpoints | None = None) -> RecordingVenueContext:
+    """The engine's side: real L2Books, book events applied as the engine does, everything recorded; once
+    ``ctx.client`` is set, a LIVE book an event leaves crossed is re-synced through it, as the engine does.
+    Waits re-check every 20 ms too, for the test server's own state."""
+    return RecordingVenueContext("coinbase", endpoints=endpoints, poll_secs=0.02)
 
 
 @contextlib.asynccontextmanager
-async def running(settings: CoinbaseSettings, ctx: RecordingContext) -> AsyncIterator[CoinbaseDataClient]:
+async def running(settings: CoinbaseSettings, ctx: RecordingVenueContext) -> AsyncIterator[CoinbaseDataClient]:
     """Run a client until the body is done, then cancel it (it must end by cancellation only)."""
     client = CoinbaseDataClient(settings, ctx)
     ctx.client = client
-    task = asyncio.create_task(client.run())
-    try:
+    async with running_venue(client):
         yield client
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def json_response(body: bytes | str) -> Response:
@@ -208,12 +139,12 @@ def exchange_settings(ws_url: str, rest_url: str, **overrides: Any) -> CoinbaseS
     return CoinbaseSettings(**values)
 
 
-def books_match(ctx: RecordingContext, reference: ReferenceBooks, products: Iterable[str]) -> Callable[[], bool]:
+def books_match(ctx: RecordingVenueContext, reference: ReferenceBooks, products: Iterable[str]) -> Callable[[], bool]:
     expected = {p: reference.top(p) for p in products}
 
     def check() -> bool:
         return all(
-            unified(p) in ctx.books and ctx.books[unified(p)].is_live and ctx.tops(unified(p)) == top
+            unified(p) in ctx.books and ctx.books[unified(p)].is_live and ctx.top(unified(p)) == top
             for p, top in expected.items()
         )
 
@@ -232,7 +163,7 @@ async def test_recorded_exchange_session_through_the_replay_server_rebuilds_ever
     server = ReplayServer(shared_data / CAPTURE, rest_captures=[shared_data / PRODUCTS])
     await server.start()
     try:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(exchange_settings(server.url, server.rest_url), ctx):
             await ctx.wait_until(
                 lambda: sum(isinstance(e, BookDelta) for e in ctx.events) == updates
@@ -240,7 +171,7 @@ async def test_recorded_exchange_session_through_the_replay_server_rebuilds_ever
             )
 
             for product in RECORDED_PRODUCTS:
-                assert ctx.tops(unified(product)) == reference.top(product), product
+                assert ctx.top(unified(product)) == reference.top(product), product
                 assert ctx.transitions(unified(product)) == [
                     (BookHealth.SYNCING, HealthReason.SUBSCRIBED),
                     (BookHealth.LIVE, HealthReason.SNAPSHOT),
@@ -271,7 +202,7 @@ async def test_recorded_matches_become_trades_with_the_aggressor_side(shared_dat
     server = ReplayServer(shared_data / CAPTURE, rest_captures=[shared_data / PRODUCTS])
     await server.start()
     try:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(exchange_settings(server.url, server.rest_url), ctx):
             await ctx.wait_until(lambda: len(ctx.trades()) == len(matches))
 
@@ -383,7 +314,7 @@ async def test_exchange_removed_update_shows_as_a_crossed_book_and_the_book_resy
         reference.apply_exchange(json.loads(frame))  # the removed update happened all the same
 
     async with ExchangeFeedServer(frames, products_body(shared_data), removed={removed}) as server:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(exchange_settings(server.url, server.url.replace("ws", "http")), ctx):
             all_match = books_match(ctx, reference, RECORDED_PRODUCTS)
             await ctx.wait_until(lambda: server.finished and all_match())
@@ -419,7 +350,7 @@ async def test_exchange_bad_frames_are_logged_counted_and_resync_the_books_they_
 
     async with ExchangeFeedServer(frames, products_body(shared_data),
                                   extra={at: [cut_update, refused, not_json]}) as server:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(exchange_settings(server.url, server.url.replace("ws", "http")), ctx) as client:
             await ctx.wait_until(lambda: server.finished and ctx.counts["parse_errors"] == 2)
             await ctx.wait_until(books_match(ctx, reference, RECORDED_PRODUCTS))
@@ -718,10 +649,10 @@ def advanced_settings(feed: FakeAdvancedTrade, **overrides: Any) -> CoinbaseSett
     return CoinbaseSettings(**values)
 
 
-def matches_truth(ctx: RecordingContext, feed: FakeAdvancedTrade) -> Callable[[], bool]:
+def matches_truth(ctx: RecordingVenueContext, feed: FakeAdvancedTrade) -> Callable[[], bool]:
     def check() -> bool:
         return feed.finished and all(
-            unified(p) in ctx.books and ctx.books[unified(p)].is_live and ctx.tops(unified(p)) == feed.truth.top(p)
+            unified(p) in ctx.books and ctx.books[unified(p)].is_live and ctx.top(unified(p)) == feed.truth.top(p)
             for p in feed.products
         )
 
@@ -742,7 +673,7 @@ async def test_advanced_trade_books_follow_the_feed_over_one_shared_sequence() -
     ]
     history = [trade("BTC-USD", 103, "SELL"), trade("BTC-USD", 102, "BUY"), trade("ETH-USD", 9, "BUY")]
     async with FakeAdvancedTrade(["BTC-USD", "ETH-USD"], script, history) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed), ctx) as client:
             await ctx.wait_until(matches_truth(ctx, feed))
             await ctx.wait_until(lambda: len(ctx.trades()) == 2)
@@ -776,7 +707,7 @@ async def test_advanced_trade_lost_frame_is_a_gap_that_resyncs_every_book_of_the
         Level("BTC-USD", "bid", "100.5", "2"),
     ]
     async with FakeAdvancedTrade(["BTC-USD", "ETH-USD"], script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed), ctx):
             await ctx.wait_until(lambda: all(b.is_live for b in ctx.books.values()) and len(ctx.books) == 2)
             feed.resume.set()
@@ -805,7 +736,7 @@ async def test_advanced_trade_reconnect_restarts_the_sequence_chain_without_a_ga
         Drop(),
     ]
     async with FakeAdvancedTrade(["BTC-USD"], script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed), ctx) as client:
             await ctx.wait_until(lambda: len(feed.received) == 2 and "BTC/USD" in ctx.books
                                  and ctx.books["BTC/USD"].is_live and ctx.counts["disconnects"] == 1)
@@ -838,7 +769,7 @@ async def test_advanced_trade_unreadable_book_frame_resyncs_only_the_book_it_nam
         Level("BTC-USD", "bid", "100.25", "7"),
     ]
     async with FakeAdvancedTrade(["BTC-USD", "ETH-USD"], script) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed), ctx):
             await ctx.wait_until(lambda: all(b.is_live for b in ctx.books.values()) and len(ctx.books) == 2)
             feed.resume.set()
@@ -858,7 +789,7 @@ async def test_advanced_trade_refused_subscription_is_logged_and_asked_again(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with FakeAdvancedTrade(["BTC-USD"], refuse_level2=True) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed), ctx):
             await ctx.wait_until(lambda: "BTC/USD" in ctx.books and ctx.books["BTC/USD"].is_live)
 
@@ -874,7 +805,7 @@ async def test_advanced_trade_refused_subscription_is_logged_and_asked_again(
 
 async def test_more_symbols_than_a_connection_carries_open_more_connections_each_with_its_own_sequence() -> None:
     async with FakeAdvancedTrade(["BTC-USD", "ETH-USD", "SOL-USD"]) as feed:
-        ctx = RecordingContext()
+        ctx = recording_context()
         async with running(advanced_settings(feed, max_symbols_per_connection=2), ctx) as client:
             await ctx.wait_until(lambda: len(ctx.books) == 3 and all(b.is_live for b in ctx.books.values()))
 
@@ -887,7 +818,7 @@ async def test_more_symbols_than_a_connection_carries_open_more_connections_each
 
 async def test_unknown_symbol_stops_start_up_with_a_hint() -> None:
     async with FakeAdvancedTrade(["BTC-USD"]) as feed:
-        client = CoinbaseDataClient(advanced_settings(feed, symbols=["BTC/EUR"]), RecordingContext())
+        client = CoinbaseDataClient(advanced_settings(feed, symbols=["BTC/EUR"]), recording_context())
 
         with pytest.raises(UnknownSymbolError, match=r"listed with base BTC: 'BTC/USD'"):
             async with asyncio.timeout(10):
@@ -895,7 +826,7 @@ async def test_unknown_symbol_stops_start_up_with_a_hint() -> None:
 
 
 async def test_simulator_url_without_a_simulator_names_the_fix() -> None:
-    client = CoinbaseDataClient(CoinbaseSettings(ws_url="simulator"), RecordingContext())
+    client = CoinbaseDataClient(CoinbaseSettings(ws_url="simulator"), recording_context())
 
     with pytest.raises(LookupError, match="simulator"):
         await client.run()
@@ -909,6 +840,6 @@ def test_plugin_registers_the_coinbase_venue() -> None:
     entry = registry.get("coinbase")
     assert entry is not None
     assert entry.settings_model is CoinbaseSettings
-    client = entry.factory(CoinbaseSettings(symbols=["ETH/USD"]), RecordingContext())
+    client = entry.factory(CoinbaseSettings(symbols=["ETH/USD"]), recording_context())
     assert isinstance(client, CoinbaseDataClient)
     assert client.symbols == ["ETH/USD"]

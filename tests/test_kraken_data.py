@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,6 @@ from typing import Any
 import pytest
 from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from botframe.book import kraken_checksum
 from botframe.bus import EventBus
@@ -26,7 +22,7 @@ from botframe.clock import SimulatedClock
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.testing import RecordingVenueContext
+from botframe.testing import RecordingVenueContext, ReplayScript, ScriptedVenue, running_venue
 from botframe.venues import Endpoints
 from botframe_plugins.kraken import plugin
 from botframe_plugins.kraken.config import KRAKEN_V1_URL, KRAKEN_V2_URL, KrakenSettings
@@ -47,7 +43,6 @@ ASSET_PAIRS = "kraken/KRAKEN.0.rest_AssetPairs.txt"
 V1_PAIRS = ["WAVES/EUR", "XMR/USD", "KSM/XBT", "GRT/ETH", "SC/EUR", "ETH/CHF", "OCEAN/XBT", "OMG/USD",
             "XBT/CHF", "ADA/XBT"]
 UNIFIED = [p.replace("XBT", "BTC") for p in V1_PAIRS]
-WAIT_FOR_REQUEST = "<wait for the client's next request>"
 
 
 # -- recorded data --------------------------------------------------------------------------------------
@@ -210,14 +205,8 @@ class Running:
 async def running_client(settings: KrakenSettings, ctx: RecordingVenueContext | None = None) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
     ctx = ctx or recording_context()
-    client = KrakenDataClient(settings, ctx)
-    task = asyncio.create_task(client.run())
-    try:
+    async with running_venue(KrakenDataClient(settings, ctx)) as client:
         yield Running(ctx, client)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 @contextlib.asynccontextmanager
@@ -239,137 +228,23 @@ def v1_settings(ws_url: str, rest_url: str, **overrides: Any) -> KrakenSettings:
     return KrakenSettings(**values)
 
 
-# -- a scripted Kraken: frames in order, and answers to the client's later requests ------------------------
+# -- a scripted Kraken: the recorded frames, altered, and answers to the client's later requests ---------
 
 
-@dataclass
-class ScriptedKraken:
-    """A Kraken endpoint on 127.0.0.1 for tests that need the venue to answer.
+class Script(ReplayScript):
+    """Recorded v1 frames for a :class:`~botframe.testing.ScriptedVenue` that answers as Kraken does."""
 
-    REST ``GET`` paths are answered from ``rest``. Each WebSocket connection gets ``script`` once the client
-    has sent its first frame; between two script frames, every request that arrived meanwhile is answered
-    with ``answer(request, frames_sent)``. :data:`WAIT_FOR_REQUEST` in the script waits for the next request.
-    """
-
-    rest: dict[str, str]
-    script: list[str]
-    answer: Callable[[dict[str, Any], int], list[str]] = lambda request, sent: []
-    received: list[dict[str, Any]] = field(default_factory=list)
-    server: Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    @property
-    def http_url(self) -> str:
-        return self.url.replace("ws://", "http://")
-
-    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        body = self.rest.get(request.path)
-        if body is None:
-            return conn.respond(404, "not found")
-        raw = body.encode()
-        return Response(200, "OK", Headers({"Content-Type": "application/json", "Content-Length": str(len(raw))}),
-                        raw)
-
-    async def handler(self, ws: ServerConnection) -> None:
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        async def read() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                async for message in ws:
-                    request = json.loads(message)
-                    self.received.append(request)
-                    inbox.put_nowait(request)
-            inbox.put_nowait({"closed": True})  # wakes a handler waiting for a request
-
-        async def next_request() -> dict[str, Any]:
-            request = await inbox.get()
-            if "closed" in request:
-                raise ConnectionClosed(None, None)
-            return request
-
-        reader = asyncio.create_task(read())
-        try:
-            await next_request()  # the client's first subscription
-            sent = 0
-            for frame in self.script:
-                if frame == WAIT_FOR_REQUEST:
-                    request = await next_request()
-                    for answer in self.answer(request, sent):
-                        await ws.send(answer)
-                    continue
-                while not inbox.empty():
-                    for answer in self.answer(await next_request(), sent):
-                        await ws.send(answer)
-                await ws.send(frame)
-                sent += 1
-            while True:
-                request = await next_request()
-                for answer in self.answer(request, sent):
-                    await ws.send(answer)
-        except ConnectionClosed:
-            pass
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
-    async def __aenter__(self) -> ScriptedKraken:
-        self.server = await serve(self.handler, "127.0.0.1", 0, process_request=self.process_request,
-                                  compression=None, max_size=2**23)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-
-@dataclass
-class Script:
-    """Frames for :class:`ScriptedKraken`, each remembering which recorded frame it is (or follows)."""
-
-    original: list[str]
-    frames: list[str] = field(default_factory=list)
-    origin: list[int] = field(default_factory=list)  # per non-wait frame: index in ``original``
-
-    def take(self, indexes: Any) -> Script:
-        for i in indexes:
-            self.frames.append(self.original[i])
-            self.origin.append(i)
-        return self
-
-    def extra(self, frame: str) -> Script:
-        self.frames.append(frame)
-        self.origin.append(self.origin[-1] if self.origin else -1)
-        return self
-
-    def altered(self, index: int, frame: str) -> Script:
-        """``frame`` in place of recorded frame ``index`` (what the exchange did is the recorded one)."""
-        self.frames.append(frame)
-        self.origin.append(index)
-        return self
-
-    def wait(self, requests: int = 1) -> Script:
-        self.frames += [WAIT_FOR_REQUEST] * requests
-        return self
-
-    def v1_answer(self, depth: int) -> Callable[[dict[str, Any], int], list[str]]:
+    def v1_answer(self, depth: int) -> Callable[[str, int], list[str]]:
         """Answers a v1 book (un)subscribe; a subscribe gets the book as the exchange has it by then.
 
         Recorded frames left out of the script still happened on the exchange, so they are in the snapshot.
         """
 
-        def answer(request: dict[str, Any], sent: int) -> list[str]:
+        def answer(text: str, sent: int) -> list[str]:
+            request = json.loads(text)
             if request.get("subscription", {}).get("name") != "book":
                 return []
-            upto = self.origin[sent - 1] + 1 if sent else 0
-            books = v1_reference(self.original[:upto], depth)
+            books = v1_reference(self.happened(sent), depth)
             out = []
             for pair in request["pair"]:
                 status = "subscribed" if request["event"] == "subscribe" else "unsubscribed"
@@ -446,9 +321,9 @@ async def test_v1_trade_capture_publishes_trades_with_the_taker_side(shared_data
 # -- v1: what the capture does not show, with a Kraken that answers ------------------------------------------
 
 
-def _scripted(shared_data: Path, script: Script) -> ScriptedKraken:
+def _scripted(shared_data: Path, script: Script) -> ScriptedVenue:
     rest = {"/0/public/AssetPairs": rest_body(shared_data / ASSET_PAIRS)}
-    return ScriptedKraken(rest, script.frames, script.v1_answer(1000))
+    return ScriptedVenue(script.frames, script.v1_answer(1000), rest=rest)
 
 
 async def test_v1_removed_update_fails_the_next_checksum_and_the_book_resubscribes(shared_data: Path) -> None:
@@ -471,7 +346,7 @@ async def test_v1_removed_update_fails_the_next_checksum_and_the_book_resubscrib
             (BookHealth.RESYNCING, HealthReason.CHECKSUM),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
-        assert [(r["event"], r["pair"]) for r in server.received[1:]] == [
+        assert [(r["event"], r["pair"]) for r in server.requests()[1:]] == [
             ("unsubscribe", ["XMR/USD"]), ("subscribe", ["XMR/USD"])
         ]
         book = ctx.books["XMR/USD"]
@@ -646,7 +521,7 @@ async def test_v1_refusals_heartbeats_and_maintenance_are_logged_not_fatal(
             (BookHealth.RESYNCING, HealthReason.STALE),
             (BookHealth.LIVE, HealthReason.SNAPSHOT),
         ]
-        assert [r["event"] for r in server.received] == ["subscribe", "unsubscribe", "subscribe"]
+        assert [r["event"] for r in server.requests()] == ["subscribe", "unsubscribe", "subscribe"]
     logged = capsys.readouterr().out
     assert "Kraken refused a subscription" in logged
     assert "Subscription depth not supported" in logged

@@ -8,7 +8,7 @@ import contextlib
 import json
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,16 +16,12 @@ from typing import Any
 import pytest
 from engine_watch import Watcher, run_engine
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from botframe.bus import EventBus
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason, Level, Side
 from botframe.plugins import Registry
 from botframe.streams import BackoffSettings
-from botframe.testing import RecordingVenueContext
+from botframe.testing import WAIT_FOR_REQUEST, RecordingVenueContext, ReplayScript, ScriptedVenue, running_venue
 from botframe.venues import Endpoints
 from botframe_plugins.okx import plugin
 from botframe_plugins.okx.config import OKX_PUBLIC_URL, OkxSettings
@@ -40,7 +36,6 @@ CAPTURE = "okx/OKX.ws.1.0.books_trades_tickers.txt"
 INSTRUMENTS = "okx/OKX.0.rest_instruments.txt"
 WS_PATH = "/ws/v5/public"
 CAPTURE_SYMBOLS = {"BTC-USD-220527": "BTC/USD:BTC-220527", "UNI-USD-SWAP": "UNI/USD:UNI", "BTC-USDT": "BTC/USDT"}
-WAIT_FOR_REQUEST = "<wait for the client's next request>"
 
 
 # -- recorded data and a plain reference ---------------------------------------------------------------------
@@ -192,14 +187,8 @@ class Running:
 async def running_client(settings: OkxSettings, ctx: RecordingVenueContext | None = None) -> AsyncIterator[Running]:
     """A client running against the servers ``settings`` name; cancelled (and checked to stop) afterwards."""
     ctx = ctx or recording_context()
-    client = OkxDataClient(settings, ctx)
-    task = asyncio.create_task(client.run())
-    try:
+    async with running_venue(OkxDataClient(settings, ctx)) as client:
         yield Running(ctx, client)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def settings_for(ws_url: str, rest_url: str, **overrides: Any) -> OkxSettings:
@@ -214,102 +203,12 @@ def settings_for(ws_url: str, rest_url: str, **overrides: Any) -> OkxSettings:
 # -- a scripted OKX: frames in order, and answers to the client's later requests ---------------------------
 
 
-@dataclass
-class ScriptedOkx:
-    """An OKX endpoint on 127.0.0.1 for tests that need the venue to answer.
-
-    REST ``GET`` targets are answered from ``rest``. Each WebSocket connection gets ``script`` once the
-    client has sent its first frame (``later_script`` to later connections, when given); between two script
-    frames, every request that arrived meanwhile is answered with ``answer(text, frames_sent)``;
-    :data:`WAIT_FOR_REQUEST` waits for the next request. The text ``ping`` is answered ``pong`` at once, as
-    OKX does.
-    """
-
-    rest: dict[str, str]
-    script: list[str]
-    answer: Callable[[str, int], list[str]] = lambda text, sent: []
-    later_script: list[str] | None = None  # for connections after the first (default: ``script`` again)
-    received: list[str] = field(default_factory=list)
-    connections: int = 0
-    on_request: asyncio.Event = field(default_factory=asyncio.Event)
-    server: Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}{WS_PATH}"
-
-    @property
-    def http_url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
-        body = self.rest.get(request.path)
-        if body is None:
-            return conn.respond(404, "not found")
-        raw = body.encode()
-        return Response(200, "OK", Headers({"Content-Type": "application/json", "Content-Length": str(len(raw))}),
-                        raw)
-
-    async def handler(self, ws: ServerConnection) -> None:
-        self.connections += 1
-        script = self.script if self.connections == 1 or self.later_script is None else self.later_script
-        inbox: asyncio.Queue[str | None] = asyncio.Queue()
-
-        async def read() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                async for message in ws:
-                    text = message if isinstance(message, str) else message.decode()
-                    self.received.append(text)
-                    self.on_request.set()
-                    if text == "ping":
-                        await ws.send("pong")
-                    else:
-                        inbox.put_nowait(text)
-            inbox.put_nowait(None)  # wakes a handler waiting for a request
-
-        async def next_request() -> str:
-            text = await inbox.get()
-            if text is None:
-                raise ConnectionClosed(None, None)
-            return text
-
-        reader = asyncio.create_task(read())
-        try:
-            await next_request()  # the client's first subscription
-            sent = 0
-            for frame in script:
-                if frame == WAIT_FOR_REQUEST:
-                    for answer in self.answer(await next_request(), sent):
-                        await ws.send(answer)
-                    continue
-                while not inbox.empty():
-                    for answer in self.answer(await next_request(), sent):
-                        await ws.send(answer)
-                await ws.send(frame)
-                sent += 1
-            while True:
-                for answer in self.answer(await next_request(), sent):
-                    await ws.send(answer)
-        except ConnectionClosed:
-            pass
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
-    async def __aenter__(self) -> ScriptedOkx:
-        self.server = await serve(self.handler, "127.0.0.1", 0, process_request=self.process_request,
-                                  compression=None, max_size=2**23)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+def scripted_okx(rest: dict[str, str], script: list[str], answer: Callable[[str, int], list[str]] | None = None,
+                 *, later_script: list[str] | None = None) -> ScriptedVenue:
+    """An OKX endpoint on 127.0.0.1 that plays ``script`` (see :class:`~botframe.testing.ScriptedVenue`) and
+    answers the text ``ping`` with ``pong`` at once, as OKX does."""
+    return ScriptedVenue(script, answer or (lambda text, sent: []), later_script, rest=rest, replies={"ping": "pong"},
+                         ws_path=WS_PATH)
 
 
 def book_frame(inst_id: str, action: str, book: ReferenceBook, data: dict[str, Any]) -> str:
@@ -411,9 +310,9 @@ async def test_unknown_symbol_stops_start_up_naming_it(shared_data: Path) -> Non
 # -- what the capture does not show, with an OKX that answers ---------------------------------------------------
 
 
-def capture_state(frames: list[str], origin: list[int]) -> Callable[[int], dict[str, ReferenceBook]]:
-    """The exchange's books once ``sent`` script frames went out (``origin``: recorded index of each)."""
-    return lambda sent: capture_reference(frames[: origin[sent - 1] + 1] if sent else [])
+def capture_state(script: ReplayScript) -> Callable[[int], dict[str, ReferenceBook]]:
+    """The exchange's books once ``sent`` script frames went out."""
+    return lambda sent: capture_reference(script.happened(sent))
 
 
 def _rest(shared_data: Path) -> dict[str, str]:
@@ -423,12 +322,10 @@ def _rest(shared_data: Path) -> dict[str, str]:
 async def test_removed_update_fails_the_next_checksum_and_the_book_resubscribes(shared_data: Path) -> None:
     original = server_frames(shared_data / CAPTURE)
     removed, detecting = detectable_removal(original, "UNI-USD-SWAP", 30)
-    origin = [i for i in range(len(original)) if i != removed]
-    script = [original[i] for i in origin]
-    at = origin.index(detecting) + 1
-    script[at:at] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]  # the unsubscribe, then the subscribe
+    script = ReplayScript(original).take(i for i in range(detecting + 1) if i != removed)
+    script.wait(2).take(range(detecting + 1, len(original)))  # the unsubscribe, then the subscribe
 
-    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server, \
+    async with scripted_okx(_rest(shared_data), script.frames, resnapshot_from(capture_state(script))) as server, \
             running_client(settings_for(server.url, server.http_url, trades=False)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.matched() == 290 - 2 + 1)  # lost, failed; one more snapshot
@@ -452,12 +349,10 @@ async def test_corrupted_checksum_resyncs_only_that_book(shared_data: Path) -> N
     corrupted = book_updates(original, "BTC-USDT")[40]
     msg = json.loads(original[corrupted])
     msg["data"][0]["checksum"] += 1
-    origin = list(range(len(original)))
-    script = list(original)
-    script[corrupted] = json.dumps(msg)
-    script[corrupted + 1 : corrupted + 1] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]
+    script = ReplayScript(original).take(range(corrupted)).altered(corrupted, json.dumps(msg)).wait(2)
+    script.take(range(corrupted + 1, len(original)))
 
-    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server, \
+    async with scripted_okx(_rest(shared_data), script.frames, resnapshot_from(capture_state(script))) as server, \
             running_client(settings_for(server.url, server.http_url, trades=False)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.matched() == 290 - 1 + 1)
@@ -477,10 +372,7 @@ async def test_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its_bo
 ) -> None:
     original = server_frames(shared_data / CAPTURE)
     at, altered = detectable_alteration(original, "BTC-USDT", 40)
-    origin = list(range(len(original)))
-    script = list(original)
-    script[at] = altered
-    script[at + 1 : at + 1] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]
+    script = ReplayScript(original).take(range(at)).altered(at, altered).wait(2).take(range(at + 1, len(original)))
     truth = capture_states(original, "BTC-USDT")
     bus = EventBus()
     ctx = RecordingVenueContext("okx", bus=bus)
@@ -494,7 +386,7 @@ async def test_frame_with_a_wrong_size_never_reaches_a_bus_subscriber_and_its_bo
     bus.subscribe(BookSnapshot, see)
     bus.subscribe(BookDelta, see)
 
-    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server, \
+    async with scripted_okx(_rest(shared_data), script.frames, resnapshot_from(capture_state(script))) as server, \
             running_client(settings_for(server.url, server.http_url, trades=False), ctx) as running:
         await ctx.wait_until(lambda: running.matched() == 290 - 1 + 1)
 
@@ -516,10 +408,7 @@ async def test_strategy_in_the_engine_is_never_shown_the_book_a_wrong_frame_made
 ) -> None:
     original = server_frames(shared_data / CAPTURE)
     at, altered = detectable_alteration(original, "BTC-USDT", 40)
-    origin = list(range(len(original)))
-    script = list(original)
-    script[at] = altered
-    script[at + 1 : at + 1] = [WAIT_FOR_REQUEST, WAIT_FOR_REQUEST]
+    script = ReplayScript(original).take(range(at)).altered(at, altered).wait(2).take(range(at + 1, len(original)))
     truth = capture_states(original, "BTC-USDT")
     wrong = capture_reference([*original[:at], altered])["BTC-USDT"].top()
     last_true = truth[max(truth)]
@@ -529,7 +418,7 @@ async def test_strategy_in_the_engine_is_never_shown_the_book_a_wrong_frame_made
         return resynced and bool(w.shown) and w.shown[-1][1:] == last_true
 
     watcher = Watcher(done)
-    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server:
+    async with scripted_okx(_rest(shared_data), script.frames, resnapshot_from(capture_state(script))) as server:
         config = tmp_path / "bot.toml"
         config.write_text(
             f'duration_secs = 30\n[journal]\nenabled = false\n'
@@ -560,10 +449,10 @@ async def test_malformed_frames_are_logged_cut_counted_and_resync_their_book(
     garbage = "<html>502 Bad Gateway</html>" + "x" * 500
     bad_number = ('{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["abc","1","0",'
                   '"1"]],"bids":[],"ts":"1652459230000","checksum":1}]}')
-    script = [*original[:at], garbage, bad_number, WAIT_FOR_REQUEST, WAIT_FOR_REQUEST, *original[at:]]
-    origin = [*range(at), at - 1, at - 1, *range(at, len(original))]
+    script = ReplayScript(original).take(range(at)).extra(garbage).extra(bad_number).wait(2)
+    script.take(range(at, len(original)))
 
-    async with ScriptedOkx(_rest(shared_data), script, resnapshot_from(capture_state(original, origin))) as server, \
+    async with scripted_okx(_rest(shared_data), script.frames, resnapshot_from(capture_state(script))) as server, \
             running_client(settings_for(server.url, server.http_url, trades=False)) as running:
         ctx = running.ctx
         await ctx.wait_until(lambda: running.matched() == 290 + 1)
@@ -641,7 +530,7 @@ async def test_seq_chain_takes_jumps_keepalives_and_resets_and_resyncs_on_a_gap(
     rest = {"/api/v5/public/instruments?instType=SPOT": INSTRUMENTS_BTC_USDT}
     answer = resnapshot_from(lambda sent: {"BTC-USDT": session.at_wait}, lambda: 20)
 
-    async with ScriptedOkx(rest, session.frames, answer) as server, running_client(
+    async with scripted_okx(rest, session.frames, answer) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USDT"], trades=False)
     ) as running:
         ctx = running.ctx
@@ -673,7 +562,7 @@ async def test_engine_resync_request_resubscribes_the_book(reason: HealthReason)
     rest = {"/api/v5/public/instruments?instType=SPOT": INSTRUMENTS_BTC_USDT}
     answer = resnapshot_from(lambda sent: {"BTC-USDT": session.at_wait}, lambda: 20)
 
-    async with ScriptedOkx(rest, session.frames, answer) as server, running_client(
+    async with scripted_okx(rest, session.frames, answer) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USDT"], trades=False)
     ) as running:
         ctx = running.ctx
@@ -701,13 +590,10 @@ async def test_quiet_connection_sends_the_text_ping_and_takes_the_pong() -> None
     session = SeqSession().snapshot(1)
     rest = {"/api/v5/public/instruments?instType=SPOT": INSTRUMENTS_BTC_USDT}
 
-    async with ScriptedOkx(rest, session.frames) as server, running_client(
+    async with scripted_okx(rest, session.frames) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USDT"], heartbeat_interval_secs=0.05)
     ) as running:
-        async with asyncio.timeout(10):
-            while server.received.count("ping") < 2:
-                server.on_request.clear()
-                await server.on_request.wait()
+        await server.wait_until(lambda: server.received.count("ping") >= 2, timeout=10)
 
         assert running.ctx.books["BTC/USDT"].is_live
         assert running.client.stream_counters()[0].messages >= 2  # the snapshot and at least one pong
@@ -726,7 +612,7 @@ async def test_error_event_is_logged_and_a_service_upgrade_notice_reconnects(
     ]
     rest = {"/api/v5/public/instruments?instType=SPOT": INSTRUMENTS_BTC_USDT}
 
-    async with ScriptedOkx(rest, session.frames, later_script=session.frames[:1]) as server, running_client(
+    async with scripted_okx(rest, session.frames, later_script=session.frames[:1]) as server, running_client(
         settings_for(server.url, server.http_url, symbols=["BTC/USDT"])
     ) as running:
         ctx = running.ctx
@@ -751,7 +637,7 @@ async def test_symbols_beyond_the_per_connection_limit_open_more_connections(sha
     # Every connection is served the whole recording; each keeps only the books it subscribed.
     script = server_frames(shared_data / CAPTURE)
 
-    async with ScriptedOkx(_rest(shared_data), script) as server, running_client(
+    async with scripted_okx(_rest(shared_data), script) as server, running_client(
         settings_for(server.url, server.http_url, max_symbols_per_connection=2)
     ) as running:
         ctx = running.ctx

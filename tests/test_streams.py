@@ -913,7 +913,8 @@ async def test_connect_stream_uses_the_venue_settings_and_delivers_frames(
 
 async def test_rest_client_of_a_venue_retries_until_the_exchange_answers(rest_server: tuple[str, Answers]) -> None:
     base, answers = rest_server
-    answers["/instruments"] = [(503, b"", {})] * 8 + [(200, b"[]", {})]  # more than RestClient's default 5
+    busy: Answer = (503, b"", {})
+    answers["/instruments"] = [busy] * 8 + [(200, b"[]", {})]  # more than RestClient's default 5
 
     async with rest_client(VenueStreamSettings(backoff=FAST), clock=SimulatedClock()) as rest:
         body = await rest.get(f"{base}/instruments")

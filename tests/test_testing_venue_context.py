@@ -9,6 +9,7 @@ import pytest
 from botframe.bus import EventBus
 from botframe.clock import SimulatedClock
 from botframe.events import BookDelta, BookHealth, BookSnapshot, FeedStatus, HealthReason, Side, Trade
+from botframe.streams import StreamCounters
 from botframe.testing import RecordingVenueContext
 from botframe.venues import Endpoints, Instrument
 
@@ -90,7 +91,7 @@ def test_health_changes_counters_instruments_and_trades_are_recorded() -> None:
 
     ctx.set_health(SYMBOL, BookHealth.SYNCING, HealthReason.SUBSCRIBED)
     ctx.set_health(SYMBOL, BookHealth.SYNCING, HealthReason.SUBSCRIBED)  # no move: no status
-    ctx.set_health(SYMBOL, BookHealth.LIVE, HealthReason.SNAPSHOT)
+    go_live(ctx)
     ctx.count("resyncs", SYMBOL)
     ctx.count("messages", n=5)
     ctx.add_instrument(Instrument("v", SYMBOL, "XBT/USD", "BTC", "USD", "0.1", "0.00000001"))
@@ -119,3 +120,75 @@ async def test_wait_until_returns_once_a_change_makes_the_predicate_hold_and_tim
 
     with pytest.raises(TimeoutError):
         await ctx.wait_until(lambda: False, timeout=0.01)
+
+
+def go_live(ctx: RecordingVenueContext) -> None:
+    ctx.set_health(SYMBOL, BookHealth.SYNCING, HealthReason.SUBSCRIBED)
+    ctx.set_health(SYMBOL, BookHealth.LIVE, HealthReason.SNAPSHOT)
+
+
+class ResyncRecorder:
+    """A venue client that records the engine's resync requests (the part of VenueClient this needs)."""
+
+    def __init__(self) -> None:
+        self.symbols = [SYMBOL]
+        self.resyncs: list[tuple[str, HealthReason]] = []
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
+        self.resyncs.append((symbol, reason))
+
+    def stream_counters(self) -> list[StreamCounters]:
+        return []
+
+
+def test_with_a_client_a_live_book_left_crossed_is_counted_and_resynced_as_the_engine_does() -> None:
+    ctx = RecordingVenueContext("v")
+    client = ResyncRecorder()
+    ctx.client = client
+    ctx.publish(snapshot())
+    go_live(ctx)
+
+    ctx.publish(BookDelta(venue="v", symbol=SYMBOL, bids=[(102.0, 1.0)], asks=[]))
+
+    assert ctx.counts["crossed"] == 1
+    assert client.resyncs == [(SYMBOL, HealthReason.CROSSED)]
+
+
+def test_without_a_client_a_crossed_book_is_only_noted() -> None:
+    ctx = RecordingVenueContext("v")
+    ctx.publish(snapshot())
+    go_live(ctx)
+
+    ctx.publish(BookDelta(venue="v", symbol=SYMBOL, bids=[(102.0, 1.0)], asks=[]))
+
+    assert ctx.crossed_after_event == 1
+    assert ctx.counts["crossed"] == 0
+
+
+def test_top_and_live_read_the_books() -> None:
+    ctx = RecordingVenueContext("v")
+    ctx.publish(snapshot())
+
+    assert ctx.top(SYMBOL) == ([(100.0, 1.0)], [(101.0, 1.0)])
+    assert not ctx.live(SYMBOL)
+    go_live(ctx)
+    assert ctx.live(SYMBOL)
+    assert not ctx.live(SYMBOL, "ETH/USD")
+
+
+async def test_wait_until_with_poll_secs_sees_state_that_changes_elsewhere() -> None:
+    ctx = RecordingVenueContext("v", poll_secs=0.001)
+    elsewhere: list[int] = []
+
+    async def change_it() -> None:
+        await asyncio.sleep(0)
+        elsewhere.append(1)
+
+    changer = asyncio.create_task(change_it())
+    await ctx.wait_until(lambda: bool(elsewhere), timeout=5)
+    await changer
+
+    assert elsewhere == [1]
