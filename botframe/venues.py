@@ -8,7 +8,9 @@ returned client's ``run()`` as a task it owns until shutdown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
+
+from pydantic import AfterValidator
 
 from .events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason
 
@@ -19,7 +21,21 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .streams import StreamCounters
 
-__all__ = ["Endpoints", "Instrument", "VenueClient", "VenueContext"]
+__all__ = ["Endpoints", "Instrument", "UnifiedSymbols", "VenueClient", "VenueContext", "check_unified_symbols"]
+
+
+def check_unified_symbols(value: list[str]) -> list[str]:
+    """Symbols in the project's one form (``BTC/USDT``, ``BTC/USDT:USDT``, as ccxt writes them), once each."""
+    for symbol in value:
+        if "/" not in symbol:
+            raise ValueError(f"{symbol!r} is not a unified symbol; write it as ccxt does, like 'BTC/USDT'")
+    if len(set(value)) != len(value):
+        raise ValueError("a symbol is listed twice")
+    return value
+
+
+#: A venue setting's list of symbols, validated by :func:`check_unified_symbols`.
+UnifiedSymbols = Annotated[list[str], AfterValidator(check_unified_symbols)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = ["BinanceSettings"]
 
@@ -37,7 +38,7 @@ class BinanceSettings(VenueStreamSettings):
     rest_url: str = Field(
         default="simulator", description="REST base URL; 'simulator' uses the bundled exchange simulator"
     )
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USDT"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USDT spot, BTC/USDT:USDT USD-M perpetual)",
@@ -54,12 +55,3 @@ class BinanceSettings(VenueStreamSettings):
         default=10_000, ge=1, description="diffs kept per symbol while its snapshot is fetched"
     )
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USDT'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = ["BITFINEX_PUBLIC_URL", "BitfinexSettings"]
 
@@ -31,7 +32,7 @@ class BitfinexSettings(VenueStreamSettings):
     rest_url: str = Field(
         default="https://api-pub.bitfinex.com", description="REST base URL for the pair list"
     )
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USD"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USD, BTC/USDT for Bitfinex's BTCUST, IOTA/ETH for IOTETH)",
@@ -55,12 +56,3 @@ class BitfinexSettings(VenueStreamSettings):
         description="replace a connection that sent nothing (heartbeats come every 15 s) for this long; 0 disables",
     )
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USD'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value

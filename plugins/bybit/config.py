@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = ["BYBIT_REST_URL", "BybitSettings", "bybit_ws_url"]
 
@@ -45,7 +46,7 @@ class BybitSettings(VenueStreamSettings):
     rest_url: str = Field(
         default=BYBIT_REST_URL, description="REST base URL the instruments are read from at start-up"
     )
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USDT"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USDT spot, BTC/USDT:USDT linear, BTC/USD:BTC inverse)",
@@ -93,12 +94,3 @@ class BybitSettings(VenueStreamSettings):
             )
         return self
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USDT'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value

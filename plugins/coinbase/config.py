@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = [
     "ADVANCED_TRADE_REST_URL",
@@ -60,7 +61,7 @@ class CoinbaseSettings(VenueStreamSettings):
         default=ADVANCED_TRADE_REST_URL,
         description="REST base URL the products list is read from (default: the real one of the feed)",
     )
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USD"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USD for the product BTC-USD)",
@@ -101,12 +102,3 @@ class CoinbaseSettings(VenueStreamSettings):
             return {"ws_url": ws_url, "rest_url": rest_url, **data}
         return data
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USD'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = ["KRAKEN_V1_URL", "KRAKEN_V2_URL", "KrakenSettings"]
 
@@ -42,7 +43,7 @@ class KrakenSettings(VenueStreamSettings):
         default="https://api.kraken.com",
         description="REST base URL for AssetPairs; '' reads the instruments from the v2 instrument channel",
     )
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USD"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USD, not XBT/USD)",
@@ -87,12 +88,3 @@ class KrakenSettings(VenueStreamSettings):
             )
         return self
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USD'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value

@@ -8,9 +8,10 @@ publishes ``okx.ws`` / ``okx.rest``.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from botframe.streams import VenueStreamSettings
+from botframe.venues import UnifiedSymbols
 
 __all__ = ["OKX_PUBLIC_URL", "OkxSettings"]
 
@@ -25,7 +26,7 @@ class OkxSettings(VenueStreamSettings):
 
     ws_url: str = Field(default=OKX_PUBLIC_URL, description="public WebSocket URL; 'simulator' uses the simulator")
     rest_url: str = Field(default="https://www.okx.com", description="REST base URL for the instruments")
-    symbols: list[str] = Field(
+    symbols: UnifiedSymbols = Field(
         default_factory=lambda: ["BTC/USDT"],
         min_length=1,
         description="unified symbols (ccxt names: BTC/USDT spot, BTC/USDT:USDT swap, BTC/USD:BTC-220527 future)",
@@ -46,12 +47,3 @@ class OkxSettings(VenueStreamSettings):
         description="replace a connection that sent nothing, not even a pong, for this long; 0 disables",
     )
 
-    @field_validator("symbols")
-    @classmethod
-    def _symbols_are_unified(cls, value: list[str]) -> list[str]:
-        for symbol in value:
-            if "/" not in symbol:
-                raise ValueError(f"{symbol!r} is not a unified symbol; write it like 'BTC/USDT'")
-        if len(set(value)) != len(value):
-            raise ValueError("a symbol is listed twice")
-        return value
