@@ -7,6 +7,7 @@ returned client's ``run()`` as a task it owns until shutdown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Protocol
 
@@ -21,7 +22,17 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .streams import StreamCounters
 
-__all__ = ["Endpoints", "Instrument", "UnifiedSymbols", "VenueClient", "VenueContext", "check_unified_symbols"]
+__all__ = [
+    "ApplyBookEvent",
+    "Endpoints",
+    "HealthChange",
+    "Instrument",
+    "Resubscribe",
+    "UnifiedSymbols",
+    "VenueClient",
+    "VenueContext",
+    "check_unified_symbols",
+]
 
 
 def check_unified_symbols(value: list[str]) -> list[str]:
@@ -36,6 +47,30 @@ def check_unified_symbols(value: list[str]) -> list[str]:
 
 #: A venue setting's list of symbols, validated by :func:`check_unified_symbols`.
 UnifiedSymbols = Annotated[list[str], AfterValidator(check_unified_symbols)]
+
+
+#: Applies a book event to the engine's book without anyone seeing it (``VenueContext.apply``).
+ApplyBookEvent = Callable[[BookSnapshot | BookDelta], "L2Book"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """What a venue's sync machine asks its client to report: a book's health moved (or a problem was
+    seen while it was already out of sync). ``counter`` names a venue counter to add one to, if any."""
+
+    symbol: str
+    health: BookHealth
+    reason: HealthReason
+    detail: str = ""
+    counter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """What a sync machine asks its client to do: unsubscribe and subscribe ``symbol``'s book again."""
+
+    symbol: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

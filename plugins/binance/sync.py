@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason
+from botframe.venues import HealthChange  # re-exported: the sync machine's outputs
 
 from .parsing import DepthSnapshotMessage, DepthUpdate, book_delta, book_snapshot
 
@@ -52,16 +53,6 @@ class NeedSnapshot:
     symbol: str
     request_id: int
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """The book's health moved; ``detail`` says what was seen (ids of a gap, an error)."""
-
-    symbol: str
-    health: BookHealth
-    reason: HealthReason
-    detail: str = ""
 
 
 SyncOutput = BookSnapshot | BookDelta | NeedSnapshot | HealthChange

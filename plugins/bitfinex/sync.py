@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from botframe.book import L2Book, WireText, bitfinex_book_checksum
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason
+from botframe.venues import ApplyBookEvent, HealthChange, Resubscribe  # re-exported: the sync machine's outputs
 
 from .parsing import BookLevelText
 
@@ -61,8 +62,6 @@ __all__ = [
     "SyncOutput",
 ]
 
-#: Applies a book event to the engine's book without anyone seeing it (``VenueContext.apply``).
-ApplyBookEvent = Callable[[BookSnapshot | BookDelta], L2Book]
 
 #: Book events held for one ``cs`` frame at most, before the book is resynced instead.
 MAX_HELD_EVENTS = 500
@@ -89,29 +88,6 @@ class ConnectionSequence:
             return None
         self.gaps += 1
         return last + 1
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """The book's health moved (or a problem was seen while it was already out of sync).
-
-    ``counter`` names the venue counter the problem adds to when the reason alone does not say it
-    (a checksum frame that never came is ``checksums_missing``, not a ``checksum_failures``).
-    """
-
-    symbol: str
-    health: BookHealth
-    reason: HealthReason
-    detail: str = ""
-    counter: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
-    """Unsubscribe and subscribe the book of ``symbol`` again, to get a fresh snapshot."""
-
-    symbol: str
-    reason: str
 
 
 SyncOutput = HealthChange | Resubscribe

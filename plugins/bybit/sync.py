@@ -28,6 +28,7 @@ import enum
 from dataclasses import dataclass
 
 from botframe.events import BookHealth, HealthReason
+from botframe.venues import HealthChange  # re-exported: the sync machine's outputs
 
 __all__ = ["Apply", "BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
 
@@ -38,16 +39,6 @@ class Apply(enum.Enum):
     DROP = 0  # not LIVE, or a gap: the frame is not applied
     DELTA = 1  # publish it as a BookDelta
     SNAPSHOT = 2  # publish it as a BookSnapshot (a snapshot, or a delta with u == 1)
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """Move the book of ``symbol`` (or report a problem seen while it was already out of sync)."""
-
-    symbol: str
-    health: BookHealth
-    reason: HealthReason
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,20 +32,11 @@ from operator import itemgetter
 from typing import TypeVar
 
 from botframe.events import BookHealth, HealthReason
+from botframe.venues import HealthChange  # re-exported: the sync machine's outputs
 
 __all__ = ["ConnectionSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput", "TradeDedup"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """Move the book of ``symbol`` (or report a problem seen while it was already out of sync)."""
-
-    symbol: str
-    health: BookHealth
-    reason: HealthReason
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,31 +33,12 @@ from dataclasses import dataclass
 
 from botframe.book import L2Book, WireText, okx_book_checksum
 from botframe.events import BookDelta, BookHealth, BookSnapshot, Event, HealthReason
+from botframe.venues import ApplyBookEvent, HealthChange, Resubscribe  # re-exported: the sync machine's outputs
 
 __all__ = ["ApplyBookEvent", "BookSync", "HealthChange", "Resubscribe", "SyncCounters", "SyncOutput"]
 
-#: Applies a book event to the engine's book without anyone seeing it (``VenueContext.apply``).
-ApplyBookEvent = Callable[[BookSnapshot | BookDelta], L2Book]
 
 TextLevel = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class HealthChange:
-    """The book's health moved (or a problem was seen while it was already out of sync)."""
-
-    symbol: str
-    health: BookHealth
-    reason: HealthReason
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
-    """Unsubscribe and subscribe the book of ``symbol`` again, to get a fresh snapshot."""
-
-    symbol: str
-    reason: str
 
 
 SyncOutput = HealthChange | Resubscribe
