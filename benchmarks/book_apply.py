@@ -6,7 +6,8 @@ generated with a fixed seed: levels near the touch change most often (exponentia
 mean 60 ticks), about a quarter of updated levels are deletes (qty "0.00000000"), and the mid walks by
 a tick now and then (the levels it crosses are deleted in the same delta, as Binance does). Frames are
 decoded by msgspec into float levels before timing, as a venue adapter would, so the figures are the
-book's own cost.
+book's own cost. The book is timed with its per-level loop in C (``botframe._bookext``, the default
+when built) and in pure Python (``botframe.book.use_speedups(False)``).
 
 Run: ``python benchmarks/book_apply.py [--deltas N] [--repeat R]``.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from botframe.book import L2Book
+from botframe.book import L2Book, use_speedups
 from botframe.events import BookDelta, BookSnapshot
 
 __all__ = ["DepthUpdate", "NumpyBook", "SortedDictBook", "generate_frames", "main", "make_book", "to_deltas"]
@@ -251,13 +252,6 @@ def main() -> None:
         gc.enable()
         return float(dt)
 
-    book_s = _best_of(args.repeat, run_book)
-    print(f"deltas: {len(deltas)}, level updates: {level_updates} (20 + 20 per delta, ~1000-level book)")
-    decode_rate = level_updates / decode_s / 1e6
-    print(f"msgspec decode (context, not timed below): {decode_rate:.2f} M level updates/s")
-    print(f"L2Book apply:              {level_updates / book_s / 1e6:.2f} M level updates/s "
-          f"({book_s / len(deltas) * 1e6:.2f} us per delta)")
-
     def run_tracked() -> float:
         book, _ = make_book(snap_frame)
         book.track_depth(10.0)
@@ -270,8 +264,19 @@ def main() -> None:
         gc.enable()
         return dt
 
-    tracked_s = _best_of(args.repeat, run_tracked)
-    print(f"L2Book apply + 10 bps depth tracker: {level_updates / tracked_s / 1e6:.2f} M level updates/s")
+    print(f"deltas: {len(deltas)}, level updates: {level_updates} (20 + 20 per delta, ~1000-level book)")
+    decode_rate = level_updates / decode_s / 1e6
+    print(f"msgspec decode (context, not timed below): {decode_rate:.2f} M level updates/s")
+    for label, on in (("C loop", True), ("pure Python", False)):
+        if use_speedups(on) != on:
+            print(f"L2Book apply, {label}: not built (pip install -e . needs a C compiler)")
+            continue
+        book_s = _best_of(args.repeat, run_book)
+        tracked_s = _best_of(args.repeat, run_tracked)
+        print(f"L2Book apply, {label + ':':13s} {level_updates / book_s / 1e6:.2f} M level updates/s "
+              f"({book_s / len(deltas) * 1e6:.2f} us per delta); with a 10 bps depth tracker "
+              f"{level_updates / tracked_s / 1e6:.2f} M")
+    use_speedups(True)
     if args.compare:
         others: list[tuple[str, Any]] = [
             ("sortedcontainers.SortedDict", SortedDictBook), ("numpy sorted arrays (C)", NumpyBook)

@@ -1,7 +1,8 @@
 """Throughput of book apply + every signal, on the same Binance-style deltas as ``book_apply.py``.
 
 Each delta is applied to the book, then ``SignalSet.on_delta`` runs, and (in the "read all" figure)
-every signal value is read, as a strategy that looks at all of them after each update would. One
+every signal value is read, as a strategy that looks at all of them after each update would. The C
+loops (``botframe._bookext``) are in use, as by default; ``--python`` also times the pure-Python code. One
 trade (alternating aggressor side) is fed every 5 deltas so the trade-flow window has work to do.
 
 Run: ``python benchmarks/signals.py [--deltas N] [--repeat R]``.
@@ -15,6 +16,7 @@ import time
 
 from book_apply import generate_frames, make_book, to_deltas
 
+from botframe.book import use_speedups
 from botframe.events import Side, Trade
 from botframe.signals import (
     Depth,
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--deltas", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--breakdown", action="store_true", help="also time each kind of signal on its own")
+    ap.add_argument("--python", action="store_true", help="also time the pure-Python loops (no C speedups)")
     args = ap.parse_args()
 
     snap_frame, frames = generate_frames(args.deltas)
@@ -92,13 +95,18 @@ def main() -> None:
         gc.enable()
         return dt
 
-    quiet = min(run(False) for _ in range(args.repeat))
-    loud = min(run(True) for _ in range(args.repeat))
     print(f"deltas: {len(deltas)}, level updates: {level_updates}, signals: {len(ALL_SIGNALS)}")
-    print(f"book apply + signal updates: {level_updates / quiet / 1e6:.2f} M level updates/s "
-          f"({quiet / len(deltas) * 1e6:.2f} us per delta)")
-    print(f"book apply + signal updates + read all {len(ALL_SIGNALS)} values per delta: "
-          f"{level_updates / loud / 1e6:.2f} M level updates/s ({loud / len(deltas) * 1e6:.2f} us per delta)")
+    for label, python in (("C loops", False), ("pure Python", True))[: 2 if args.python else 1]:
+        if use_speedups(not python) == python:
+            print(f"{label}: not built (pip install -e . needs a C compiler)")
+            continue
+        quiet = min(run(False) for _ in range(args.repeat))
+        loud = min(run(True) for _ in range(args.repeat))
+        print(f"[{label}] book apply + signal updates: {level_updates / quiet / 1e6:.2f} M level updates/s "
+              f"({quiet / len(deltas) * 1e6:.2f} us per delta)")
+        print(f"[{label}] book apply + signal updates + read all {len(ALL_SIGNALS)} values per delta: "
+              f"{level_updates / loud / 1e6:.2f} M level updates/s ({loud / len(deltas) * 1e6:.2f} us per delta)")
+    use_speedups(True)
     if args.breakdown:
         groups: dict[str, list[SignalSpec]] = {}
         for spec in ALL_SIGNALS:

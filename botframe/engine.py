@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TextIO
 
+from . import book as _book
 from .book import L2Book
 from .bus import EventBus
 from .clock import Clock, LiveClock
@@ -802,6 +803,8 @@ class Engine:
         return self.summary
 
     async def _start(self) -> None:
+        # Which book loops this run uses (same results either way); a missing build is worth a look.
+        self.log.info("book loops", speedups="C" if _book._c_apply_side is not None else "pure Python")
         for name, service in self._services:
             self.log.info("starting service", service=name)
             await service.start()

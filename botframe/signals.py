@@ -35,6 +35,7 @@ from math import exp
 from operator import itemgetter, mul
 from typing import Literal
 
+from . import book as _book
 from .book import DepthTracker, L2Book
 from .events import BookDelta, BookSnapshot, Side, SignalUpdate, Trade
 
@@ -550,6 +551,13 @@ class SignalSet:
                     btn, bsn, atn, asn = bt[-n:], bs[-n:], at[-n:], as_[-n:]
                 else:
                     btn, bsn, atn, asn = bt, bs, at, as_
+                c_weighted = _book._c_exp_weighted  # C when in use (botframe.book.use_speedups)
+                if c_weighted is not None:
+                    # The same expression per level in the same order, in C: bit-identical sums.
+                    wb = c_weighted(btn, bsn, mid, k, False)
+                    wa = c_weighted(atn, asn, mid, k, True)
+                    vals[name] = (wb - wa) / (wb + wa)
+                    continue
                 wb = wa = 0.0
                 if len(btn) == len(atn):
                     # Both sides in one loop (a fifth cheaper); each side's sum is added in the same order.

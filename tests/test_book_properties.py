@@ -1,5 +1,6 @@
 """Property tests: for random snapshots, deltas and trades, the book and every signal agree with a plain
-reference that keeps a dict per side and re-sorts everything from scratch at every check."""
+reference that keeps a dict per side and re-sorts everything from scratch at every check. Each runs on
+both implementations: the C speedups (``botframe._bookext``) and the pure-Python loops."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from book_impls import IMPLS, implementation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -319,31 +322,41 @@ def check_signals(_book: L2Book, signals: SignalSet, ref: Reference) -> None:
             assert -1.0 - 1e-12 <= got <= 1.0 + 1e-12
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=200, deadline=None)
 @given(OPS)
-def test_book_matches_naive_sorted_reference(ops: list[Op]) -> None:
-    replay(ops, None, check_book)
+def test_book_matches_naive_sorted_reference(impl: str, ops: list[Op]) -> None:
+    with implementation(impl):
+        replay(ops, None, check_book)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=100, deadline=None)
 @given(OPS, st.integers(1, 6))
-def test_depth_limited_book_matches_truncated_reference(ops: list[Op], depth: int) -> None:
-    replay(ops, depth, check_book)
+def test_depth_limited_book_matches_truncated_reference(impl: str, ops: list[Op], depth: int) -> None:
+    with implementation(impl):
+        replay(ops, depth, check_book)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=100, deadline=None)
 @given(OPS)
-def test_walks_and_bps_depth_match_reference(ops: list[Op]) -> None:
-    replay(ops, None, check_walks)
+def test_walks_and_bps_depth_match_reference(impl: str, ops: list[Op]) -> None:
+    with implementation(impl):
+        replay(ops, None, check_walks)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=200, deadline=None)
 @given(OPS)
-def test_every_signal_matches_reference_computed_from_scratch(ops: list[Op]) -> None:
-    replay(ops, None, check_signals)
+def test_every_signal_matches_reference_computed_from_scratch(impl: str, ops: list[Op]) -> None:
+    with implementation(impl):
+        replay(ops, None, check_signals)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @settings(max_examples=100, deadline=None)
 @given(OPS, st.integers(1, 6))
-def test_every_signal_matches_reference_on_depth_limited_book(ops: list[Op], depth: int) -> None:
-    replay(ops, depth, check_signals)
+def test_every_signal_matches_reference_on_depth_limited_book(impl: str, ops: list[Op], depth: int) -> None:
+    with implementation(impl):
+        replay(ops, depth, check_signals)
