@@ -390,7 +390,9 @@ class Engine:
         book = slot.book
         if not (slot.pre_applied and _was_pre_applied(slot.pre_applied, ev)):
             book.apply_delta(ev)
-        if book.is_crossed():
+        bids = book._bid_prices  # book.is_crossed(), inline: this runs for every delta
+        asks = book._ask_prices
+        if bids and asks and bids[-1] >= -asks[-1]:
             self._crossed(slot)
             return
         signals = slot.signals

@@ -475,8 +475,10 @@ class FillEngine:
     def on_book(self, event: BookSnapshot | BookDelta, now_ns: int) -> list[Report]:
         """Handle a book event; the book from ``books(...)`` must already include it."""
         # This runs for every book event of every venue: the common "nothing of ours here" path
-        # is kept to a few dict lookups.
-        now = self._tick(now_ns)
+        # is kept to a few dict lookups (and ``_tick`` written inline).
+        if now_ns > self._now:
+            self._now = now_ns
+        now = self._now
         key = (event.venue, event.symbol)
         market = self._markets.get(key)
         if market is not None:

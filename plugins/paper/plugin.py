@@ -113,7 +113,7 @@ class PaperExecutor:
     def _on_book(self, event: BookSnapshot | BookDelta) -> None:
         # Runs for every book event: with nothing to report (the common case) skip the delivery
         # plumbing, but still arm the timer for a report the engine now holds for later.
-        reports = self.engine.on_book(event, self._now())
+        reports = self.engine.on_book(event, self._context.clock.time_ns())
         if reports or self.engine.has_notices():
             self._deliver(reports)
         elif self._use_timer:
