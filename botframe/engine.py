@@ -314,6 +314,10 @@ class Engine:
         executor_settings = (s.plugin_sections["executors"].get(s.executor)
                              or executor_entry.settings_model())
         self.executor: Executor = executor_entry.factory(executor_settings, _ExecutorContext(self))
+        if self.journal is not None and not getattr(self.executor, "orders_leave_process", True):
+            # Paper: an intent needs no commit of its own before the order is handed over (see
+            # botframe.journal, "batch"); it is committed with the next fill or tick.
+            self.journal.commit_intents_at_once = False
         if recovered is not None:
             self._restore_orders(recovered)
         for name in s.strategies:
@@ -570,13 +574,16 @@ class Engine:
         try:
             self.journal.record(event)
         except JournalError as exc:
-            if not self._journal_failed:
-                self._journal_failed = True
-                self.log.critical("journal write failed; halting trading", error=str(exc),
-                                  event_type=type(event).__name__)
-                self.risk_context.move_trading_state(TradingState.HALTED, f"journal unavailable: {exc}")
+            self._journal_unavailable(exc, type(event).__name__)
             return False
         return True
+
+    def _journal_unavailable(self, exc: JournalError, what: str) -> None:
+        """The journal cannot be written: halt trading, once (the source of truth is failing)."""
+        if not self._journal_failed:
+            self._journal_failed = True
+            self.log.critical("journal write failed; halting trading", error=str(exc), event_type=what)
+            self.risk_context.move_trading_state(TradingState.HALTED, f"journal unavailable: {exc}")
 
     def _on_denied(self, ev: OrderDenied) -> None:
         self._record(ev)
@@ -620,8 +627,9 @@ class Engine:
         return self.client_ids.next()
 
     def submit(self, intent: OrderIntent) -> bool:
-        # Journaled before anything acts on it, so a crash cannot lose it; unjournaled, it is not sent
-        # (the halt that follows makes the gate deny it and tell the strategy why).
+        # Journaled before anything acts on it, so a crash cannot lose it (committed at once when the
+        # order leaves the process); unjournaled, it is not sent (the halt that follows makes the gate
+        # deny it and tell the strategy why).
         self._record(intent)
         denials = self.gate.check(intent)
         if denials:
@@ -924,7 +932,10 @@ class Engine:
         assert self.journal is not None
         while True:
             await asyncio.sleep(0.05)
-            self.journal.flush()
+            try:
+                self.journal.flush()
+            except JournalError as exc:
+                self._journal_unavailable(exc, "flush")
 
     async def _status_loop(self) -> None:
         from .status import StatusView

@@ -50,7 +50,13 @@ class ExecutorContext(Protocol):
 
 
 class Executor(Protocol):
-    """Places, cancels and replaces orders on one or more venues."""
+    """Places, cancels and replaces orders on one or more venues.
+
+    An executor whose orders never leave the process (a simulated venue) may set a class attribute
+    ``orders_leave_process = False``: the journal then commits an intent with the next fill or tick
+    instead of before the order is handed over. Without it (every live executor) each intent is
+    durable before ``submit`` is called.
+    """
 
     def restore(self, recovered: Recovered) -> Collection[str]:
         """What the journal recovered at start-up, given once before ``start``.

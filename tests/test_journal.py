@@ -135,6 +135,52 @@ def test_batch_policy_commits_intents_and_fills_at_once_so_a_crash_loses_only_la
     assert [(o.client_order_id, o.status) for o in recovered.open_orders] == [("bf-r-2", OrderStatus.NEW)]
 
 
+def test_in_process_orders_commit_their_intents_with_the_next_fill_not_at_once(tmp_path: Path) -> None:
+    """``commit_intents_at_once = False`` (paper): an intent waits for the next fill or flush."""
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    assert journal.commit_intents_at_once
+    journal.commit_intents_at_once = False
+
+    def committed() -> list[str]:
+        with sqlite3.connect(path) as reader:
+            return [r[0] for r in reader.execute("SELECT kind FROM journal ORDER BY seq")]
+
+    journal.record(intent("bf-r-1"))
+    assert committed() == []  # no SQLite work on the order's path
+    commits = journal.commits
+    journal.record(update("bf-r-1", OrderStatus.ACCEPTED))  # written after the held intent, in order
+    journal.record(intent("bf-r-2"))
+    journal.record(fill("bf-r-1", "f1"))  # a fill is durable at once, and everything before it
+    assert committed() == ["intent", "order_update", "intent", "fill"]
+    assert journal.commits == commits + 1
+    journal.record(intent("bf-r-3"))
+    journal.flush()  # the engine's tick
+    assert committed()[-1] == "intent"
+    journal.record(intent("bf-r-4"))
+    assert [e.client_order_id for e in journal.events()][-1] == "bf-r-4"  # read back, held or not
+    journal.commit_intents_at_once = True
+    journal.record(intent("bf-r-5"))
+    assert committed()[-1] == "intent" and len(committed()) == 7
+    assert journal.written == 7
+    journal.close()
+
+
+def test_a_held_intent_dies_with_the_process_and_its_fill_brings_it_along(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    crash_after(path, """
+        # fsync=batch
+        journal.commit_intents_at_once = False
+        journal.record(intent("bf-r-1"))
+        journal.record(fill("bf-r-1", "f1", qty="1"))
+        journal.record(intent("bf-r-2"))
+    """)
+    with Journal(path) as reopened:
+        recovered = reopened.recover()
+    assert [f.fill_id for f in recovered.fills] == ["f1"]
+    assert "bf-r-2" not in recovered.intents  # an in-process order that never left: gone with it
+
+
 def test_always_policy_keeps_every_row_through_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
 

@@ -203,6 +203,8 @@ async def test_live_run_trades_on_the_simulator_and_matches_its_account_then_res
 
         # The bundled strategy's orders rested, filled partly and fully, and were cancelled.
         assert not summary.failed
+        # Orders that leave the process: each intent was committed before the executor had it.
+        assert engine.journal is not None and engine.journal.commit_intents_at_once
         statuses = observer.statuses()
         assert statuses[OrderStatus.ACCEPTED] > 0 and statuses[OrderStatus.CANCELLED] > 0
         assert observer.partial_fills() > 0
@@ -253,9 +255,12 @@ async def test_paper_and_live_fills_of_the_same_strategy_over_the_same_market_ar
         workdir.mkdir()
         try:
             observer = StopWhenTraded(fills_wanted=10**9, need_cancels=False)
-            _engine, summary = await run_engine(workdir, config(sim, mode=mode, strategy=STRATEGY, duration=6),
-                                                observer)
+            engine, summary = await run_engine(workdir, config(sim, mode=mode, strategy=STRATEGY, duration=6),
+                                               observer)
             assert not summary.failed
+            # Paper orders live only in the process: their intents commit with fills and ticks.
+            assert engine.journal is not None
+            assert engine.journal.commit_intents_at_once is (mode == "live")
             results[mode] = observer.fills
         finally:
             market.cancel()

@@ -40,6 +40,9 @@ class PaperExecutor:
     restart, seed it with :meth:`set_position`.
     """
 
+    #: Orders live only in this process: the journal need not commit each intent before submit.
+    orders_leave_process = False
+
     def __init__(self, settings: PaperSettings, context: ExecutorContext) -> None:
         self.settings = settings
         self._context = context
