@@ -179,7 +179,12 @@ class BookSync:
                 return None
             if (msg.prev_update_id == last_u) if self._futures else (msg.first_update_id == last_u + 1):
                 self._last_u = msg.last_update_id
-                return book_delta(msg, self.venue, self.symbol, receive_ts_ns)
+                # parsing.book_delta, written out: this runs for every diff.
+                return BookDelta(venue=self.venue, symbol=self.symbol, bids=msg.bids, asks=msg.asks,
+                                 first_seq=msg.first_update_id, last_seq=msg.last_update_id,
+                                 prev_seq=msg.prev_update_id,
+                                 exchange_ts_ns=(msg.transaction_time_ms or msg.event_time_ms) * 1_000_000,
+                                 receive_ts_ns=receive_ts_ns)
             self._on_gap(msg, receive_ts_ns)
             return None
         return self._on_diff_slow(msg, receive_ts_ns)
