@@ -11,6 +11,13 @@ gate and paper executor, or none). Frames whose book the strategy did not see (n
 are not counted. The figures are also split by whether the decision sent an order: an order is
 journaled and committed (SQLite) before the risk gate sees it, which sets the tail.
 
+Two figures are printed per run. "To decision": from the frame's bytes to the strategy's decision:
+its ``on_book`` returned without an order, or its order intent reached the engine (``Engine.submit``
+called: the issue's "order intent decided"). "To order out": to ``on_book`` returned, the order (if
+any) through the journal, the whole risk gate, the order tracker and the paper executor's submit,
+i.e. handed to the venue. Orders are rare (one frame in ~300 here), so their path runs cold, which
+sets the tail of the second figure.
+
 The bare reference is paced the same way; its decision is inside its single per-frame call.
 
 Run: ``python benchmarks/latency.py [--frames N] [--rate 10000] [--levels 20 2]``.
@@ -74,11 +81,23 @@ async def botframe_latencies(frames: list[bytes], interval_ns: int,
     slot = next(iter(rig.engine.slots.values()))
     probe = _DecisionClock(slot.runners[0])
     slot.runners[0] = probe  # type: ignore[call-overload]  # a transparent stand-in
+    engine = rig.engine
+    submit = engine.submit
+    intent_ns = [0]
+
+    def stamped_submit(intent: Any) -> bool:
+        # The moment the strategy decided on an order: its intent reaches the engine.
+        if not intent_ns[0]:
+            intent_ns[0] = time.perf_counter_ns()
+        return submit(intent)
+
+    engine.submit = stamped_submit  # type: ignore[method-assign]
     feed = rig.feed
     gate = rig.engine.gate
     clock = time.perf_counter_ns
     out: list[int] = []
     with_order: list[int] = []
+    to_intent: list[int] = []
     gc.collect()
     next_due = clock() + interval_ns
     try:
@@ -86,15 +105,20 @@ async def botframe_latencies(frames: list[bytes], interval_ns: int,
             _wait_until(next_due)
             next_due += interval_ns
             probe.decided_ns = 0
+            intent_ns[0] = 0
             intents = gate.checked
             t0 = clock()
             feed(frames[i], times[i])
             await asyncio.sleep(0)  # the loop turn after a frame: an end-of-burst flush would run here
             if probe.decided_ns and i > warmup:
-                (with_order if gate.checked != intents else out).append(probe.decided_ns - t0)
+                if gate.checked != intents:
+                    with_order.append(probe.decided_ns - t0)
+                    to_intent.append(intent_ns[0] - t0)
+                else:
+                    out.append(probe.decided_ns - t0)
     finally:
         await rig.close()
-    return out, with_order, rig
+    return out, with_order, to_intent, rig
 
 
 def bare_latencies(frames: list[bytes], interval_ns: int, warmup: int) -> list[int]:
@@ -125,12 +149,16 @@ def main() -> None:
     interval_ns = 1_000_000_000 // args.rate
     for levels in args.levels:
         frames = generate_frames(args.frames, levels)
-        quiet, ordering, rig = asyncio.run(botframe_latencies(frames, interval_ns, args.warmup))
+        quiet, ordering, to_intent, rig = asyncio.run(botframe_latencies(frames, interval_ns, args.warmup))
         bare = bare_latencies(frames, interval_ns, args.warmup)
-        print(f"latency, {levels} + {levels} levels, {args.rate:,} frames/s, {len(quiet) + len(ordering):,} frames "
-              f"(frame bytes in hand -> strategy decision made), microseconds:")
-        rows = (("botframe", quiet + ordering), ("  no order sent", quiet),
-                (f"  order sent ({len(ordering)})", ordering), ("bare reference", bare))
+        print(f"latency, {levels} + {levels} levels, {args.rate:,} frames/s, {len(quiet) + len(ordering):,} frames, "
+              f"microseconds:")
+        rows = (("botframe, to decision", quiet + to_intent),
+                ("botframe, to order out", quiet + ordering),
+                ("  no order sent", quiet),
+                (f"  order intent ({len(ordering)})", to_intent),
+                (f"  order out ({len(ordering)})", ordering),
+                ("bare reference", bare))
         for label, samples in rows:
             p = percentiles(samples)
             print(f"  {label:22s} p50 {p['p50']:7.1f}   p99 {p['p99']:7.1f}   p99.9 {p['p99.9']:7.1f}   "

@@ -30,6 +30,7 @@ from botframe.events import (
     Side,
 )
 from botframe.hookspecs import hookimpl
+from botframe.journal import Recovered
 from botframe.log import get_logger
 from botframe.plugins import PluginSystem
 from botframe.settings import ConfigError, Settings, load_settings
@@ -227,3 +228,8 @@ async def test_the_execution_example_fills_at_the_touch_and_reports_every_step(
     fills = [(r.client_order_id, r.price, r.quantity, r.fee) for r in ctx.reports if isinstance(r, Fill)]
     assert updates == [("a", OrderStatus.ACCEPTED), ("a", OrderStatus.FILLED), ("b", OrderStatus.REJECTED)]
     assert fills == [("a", Decimal("100.5"), Decimal("0.5"), Decimal("0.05025"))]
+    # The rest of the Executor protocol, as the engine calls it: restore() with what a journal recovered.
+    recovered = Recovered(open_orders=[], intents={}, fills=[], trading_state=None, max_client_order_counter=0)
+    assert list(executor.restore(recovered)) == []
+    for name in ("restore", "start", "stop", "submit", "cancel", "replace"):
+        assert callable(getattr(executor, name)), name
