@@ -1096,8 +1096,13 @@ KRAKEN_MIN_FIRED = {
 }
 
 
-async def test_binance_client_survives_every_fault_and_every_live_book_equals_the_truth() -> None:
-    async with chaos_run("binance", BINANCE_FAULTS) as run:
+# Both WebSocket clients: every fault must be handled the same whichever transport carries the frames.
+TRANSPORTS = pytest.mark.parametrize("transport", ["websockets", "picows"])
+
+
+@TRANSPORTS
+async def test_binance_client_survives_every_fault_and_every_live_book_equals_the_truth(transport: str) -> None:
+    async with chaos_run("binance", BINANCE_FAULTS, client_settings={"transport": transport}) as run:
         await run.until_all_live("every book LIVE at first")
         await run.chaos(BINANCE_MIN_FIRED, max_steps=8_000)
         await run.settle()
@@ -1109,8 +1114,11 @@ async def test_binance_client_survives_every_fault_and_every_live_book_equals_th
         assert run.context.counts["crossed_books"] == 0  # with ids checked first, a LIVE book is never wrong
 
 
-async def test_kraken_client_survives_every_fault_and_every_verified_live_book_equals_the_truth() -> None:
-    async with chaos_run("kraken", KRAKEN_FAULTS) as run:
+@TRANSPORTS
+async def test_kraken_client_survives_every_fault_and_every_verified_live_book_equals_the_truth(
+    transport: str,
+) -> None:
+    async with chaos_run("kraken", KRAKEN_FAULTS, client_settings={"transport": transport}) as run:
         await run.until_all_live("every book LIVE at first")
         await run.chaos(KRAKEN_MIN_FIRED, max_steps=8_000)
         await run.settle()

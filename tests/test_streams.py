@@ -15,7 +15,7 @@ import pytest
 import structlog
 import structlog.testing
 from aiohttp import web
-from websockets.asyncio.client import ClientConnection
+from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import (
@@ -40,8 +40,10 @@ from botframe.streams import (
     ResilientWebSocket,
     RestClient,
     StaleStreamError,
+    StreamConnection,
     StreamCounters,
     StreamFatalError,
+    TransportName,
     UnreadableFrames,
     VenueStreamSettings,
     backoff,
@@ -50,6 +52,7 @@ from botframe.streams import (
     connect_stream,
     disconnect_reason,
     parse_retry_after,
+    picows_available,
     report_counters,
     rest_client,
     retry_after_secs,
@@ -215,6 +218,15 @@ async def start_server(handler: Handler, process_request: ProcessRequest | None 
     return server, f"ws://127.0.0.1:{port}/stream"
 
 
+@pytest.fixture(params=["websockets", "picows"])
+def transport(request: pytest.FixtureRequest) -> TransportName:
+    """Every WebSocket test runs on both clients: the same policy must hold whichever carries the frames."""
+    name: TransportName = request.param
+    if name == "picows" and not picows_available():
+        pytest.fail('picows is not installed: pip install -e ".[test]" installs it')
+    return name
+
+
 async def run_until(client: ResilientWebSocket, done: asyncio.Event, timeout: float = 10.0) -> None:
     """Run ``client`` until ``done`` is set, then cancel it (bounded by ``timeout``)."""
     task = asyncio.create_task(client.run())
@@ -256,7 +268,9 @@ async def frames_then_close() -> AsyncIterator[tuple[str, list[str]]]:
         await server.wait_closed()
 
 
-async def test_frames_reach_the_callback_as_bytes_in_order(frames_then_close: tuple[str, list[str]]) -> None:
+async def test_frames_reach_the_callback_as_bytes_in_order(
+    frames_then_close: tuple[str, list[str]], transport: TransportName,
+) -> None:
     url, _ = frames_then_close
     received: list[bytes] = []
     done = asyncio.Event()
@@ -266,11 +280,11 @@ async def test_frames_reach_the_callback_as_bytes_in_order(frames_then_close: tu
         if len(received) == 2:
             done.set()
 
-    async def subscribe(ws: ClientConnection) -> None:
+    async def subscribe(ws: StreamConnection) -> None:
         await ws.send("subscribe")
 
     client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe, clock=LiveClock(),
-                                backoff_settings=FAST)
+                                backoff_settings=FAST, transport=transport)
     await run_until(client, done)
 
     assert received == [b'{"n":1}', b'{"n":2}']
@@ -278,7 +292,9 @@ async def test_frames_reach_the_callback_as_bytes_in_order(frames_then_close: tu
     assert client.counters.bytes == 14
 
 
-async def test_reconnect_after_server_close_resubscribes(frames_then_close: tuple[str, list[str]]) -> None:
+async def test_reconnect_after_server_close_resubscribes(
+    frames_then_close: tuple[str, list[str]], transport: TransportName,
+) -> None:
     url, subscriptions = frames_then_close
     done = asyncio.Event()
     disconnects: list[BaseException] = []
@@ -289,11 +305,12 @@ async def test_reconnect_after_server_close_resubscribes(frames_then_close: tupl
         if len(received) == 4:
             done.set()
 
-    async def subscribe(ws: ClientConnection) -> None:
+    async def subscribe(ws: StreamConnection) -> None:
         await ws.send("subscribe")
 
     client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe,
-                                on_disconnect=disconnects.append, clock=LiveClock(), backoff_settings=FAST)
+                                on_disconnect=disconnects.append, clock=LiveClock(), backoff_settings=FAST,
+                                transport=transport)
     await run_until(client, done)
 
     assert subscriptions == ["subscribe", "subscribe"]
@@ -304,7 +321,7 @@ async def test_reconnect_after_server_close_resubscribes(frames_then_close: tupl
 
 
 @pytest.mark.parametrize("abrupt", [False, True])
-async def test_disconnects_are_counted_by_who_ended_them(abrupt: bool) -> None:
+async def test_disconnects_are_counted_by_who_ended_them(abrupt: bool, transport: TransportName) -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("hello")
         if abrupt:
@@ -315,7 +332,7 @@ async def test_disconnects_are_counted_by_who_ended_them(abrupt: bool) -> None:
     server, url = await start_server(handler)
     done = asyncio.Event()
     client = ResilientWebSocket(url, on_message=lambda f: None, on_disconnect=lambda e: done.set(),
-                                clock=LiveClock(), backoff_settings=FAST)
+                                clock=LiveClock(), backoff_settings=FAST, transport=transport)
     try:
         await run_until(client, done)
     finally:
@@ -328,12 +345,13 @@ async def test_disconnects_are_counted_by_who_ended_them(abrupt: bool) -> None:
     assert client.counters.last_close_code == (1006 if abrupt else 1000)
 
 
-async def test_fatal_close_code_stops_the_client() -> None:
+async def test_fatal_close_code_stops_the_client(transport: TransportName) -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.close(1003, "unsupported data")
 
     server, url = await start_server(handler)
-    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST)
+    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST,
+                                transport=transport)
     try:
         with pytest.raises(StreamFatalError, match="1003"):
             async with asyncio.timeout(10):
@@ -344,7 +362,7 @@ async def test_fatal_close_code_stops_the_client() -> None:
     assert client.counters.connects == 1
 
 
-async def test_rejected_handshake_with_429_waits_retry_after_then_connects() -> None:
+async def test_rejected_handshake_with_429_waits_retry_after_then_connects(transport: TransportName) -> None:
     attempts = 0
 
     def process_request(conn: ServerConnection, request: Request) -> Response | None:
@@ -365,7 +383,7 @@ async def test_rejected_handshake_with_429_waits_retry_after_then_connects() -> 
     start = clock.monotonic_ns()
     done = asyncio.Event()
     client = ResilientWebSocket(url, on_message=lambda f: done.set(), clock=clock, backoff_settings=FAST,
-                                stale_after_ms=0)
+                                stale_after_ms=0, transport=transport)
     try:
         await run_until(client, done)
     finally:
@@ -376,7 +394,7 @@ async def test_rejected_handshake_with_429_waits_retry_after_then_connects() -> 
     assert clock.monotonic_ns() - start >= 7_000_000_000
 
 
-async def test_rejected_handshake_with_404_is_fatal() -> None:
+async def test_rejected_handshake_with_404_is_fatal(transport: TransportName) -> None:
     def process_request(conn: ServerConnection, request: Request) -> Response:
         return conn.respond(404, "no such stream")
 
@@ -384,7 +402,8 @@ async def test_rejected_handshake_with_404_is_fatal() -> None:
         await ws.wait_closed()
 
     server, url = await start_server(handler, process_request)
-    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST)
+    client = ResilientWebSocket(url, on_message=lambda f: None, clock=LiveClock(), backoff_settings=FAST,
+                                transport=transport)
     try:
         with pytest.raises(StreamFatalError, match="404"):
             async with asyncio.timeout(10):
@@ -394,14 +413,14 @@ async def test_rejected_handshake_with_404_is_fatal() -> None:
         await server.wait_closed()
 
 
-async def test_refused_connections_are_retried_with_growing_delays() -> None:
+async def test_refused_connections_are_retried_with_growing_delays(transport: TransportName) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     clock = SimulatedClock()
     settings = BackoffSettings(initial_delay_ms=100, factor=2, max_delay_ms=10_000, jitter=0.0)
     client = ResilientWebSocket(f"ws://127.0.0.1:{port}", on_message=lambda f: None, clock=clock,
-                                backoff_settings=settings, stale_after_ms=0)
+                                backoff_settings=settings, stale_after_ms=0, transport=transport)
     start = clock.monotonic_ns()
     task = asyncio.create_task(client.run())
     try:
@@ -448,7 +467,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
             await asyncio.sleep(0)
 
 
-async def test_watchdog_replaces_a_connection_that_went_silent() -> None:
+async def test_watchdog_replaces_a_connection_that_went_silent(transport: TransportName) -> None:
     send_one = asyncio.Queue[str]()
     connections = 0
 
@@ -468,7 +487,7 @@ async def test_watchdog_replaces_a_connection_that_went_silent() -> None:
     clock = SteppedClock()
     disconnects: list[BaseException] = []
     client = ResilientWebSocket(url, on_message=lambda f: None, on_disconnect=disconnects.append, clock=clock,
-                                backoff_settings=FAST, stale_after_ms=1000)
+                                backoff_settings=FAST, stale_after_ms=1000, transport=transport)
     task = asyncio.create_task(client.run())
     try:
         await wait_for(lambda: client.connected)
@@ -496,7 +515,7 @@ async def test_watchdog_replaces_a_connection_that_went_silent() -> None:
 
 
 async def test_handler_exception_is_counted_and_the_next_frame_still_arrives(
-    frames_then_close: tuple[str, list[str]],
+    frames_then_close: tuple[str, list[str]], transport: TransportName,
 ) -> None:
     url, _ = frames_then_close
     done = asyncio.Event()
@@ -508,19 +527,89 @@ async def test_handler_exception_is_counted_and_the_next_frame_still_arrives(
         received.append(frame)
         done.set()
 
-    async def subscribe(ws: ClientConnection) -> None:
+    async def subscribe(ws: StreamConnection) -> None:
         await ws.send("subscribe")
 
     client = ResilientWebSocket(url, on_message=on_message, on_connect=subscribe, clock=LiveClock(),
-                                backoff_settings=FAST)
+                                backoff_settings=FAST, transport=transport)
     await run_until(client, done)
 
     assert received == [b'{"n":2}']
     assert client.counters.handler_errors == 1
 
 
-async def test_send_without_a_connection_raises() -> None:
-    client = ResilientWebSocket("ws://127.0.0.1:9", on_message=lambda f: None, clock=LiveClock())
+async def test_frames_sent_during_the_handshake_wait_until_on_connect_has_run(transport: TransportName) -> None:
+    """A venue subscribes in ``on_connect``; no frame may reach it before that is done, on either client."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("first")  # sent at once: it can arrive with the handshake's answer
+        await ws.send("second")
+        await ws.wait_closed()
+
+    server, url = await start_server(handler)
+    order: list[str] = []
+    done = asyncio.Event()
+
+    async def on_connect(ws: StreamConnection) -> None:
+        await asyncio.sleep(0.05)  # a subscription round trip, say (a real wait, which a frame could overtake)
+        order.append("connected")
+
+    def on_message(frame: bytes) -> None:
+        order.append(frame.decode())
+        if frame == b"second":
+            done.set()
+
+    client = ResilientWebSocket(url, on_message=on_message, on_connect=on_connect, clock=LiveClock(),
+                                backoff_settings=FAST, transport=transport)
+    try:
+        await run_until(client, done)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert order == ["connected", "first", "second"]
+
+
+async def test_a_fragmented_message_arrives_whole(transport: TransportName) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(["frag", "men", "ted"])  # one text message in three frames
+        await ws.send("after")
+        await ws.wait_closed()
+
+    server, url = await start_server(handler)
+    received: list[bytes] = []
+    done = asyncio.Event()
+
+    def on_message(frame: bytes) -> None:
+        received.append(frame)
+        if frame == b"after":
+            done.set()
+
+    client = ResilientWebSocket(url, on_message=on_message, clock=LiveClock(), backoff_settings=FAST,
+                                transport=transport)
+    try:
+        await run_until(client, done)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received == [b"fragmented", b"after"]
+    assert client.counters.messages == 2
+
+
+def test_picows_transport_is_refused_with_the_fix_when_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import botframe.streams as streams_module
+
+    monkeypatch.setattr(streams_module, "picows_available", lambda: False)
+    with pytest.raises(ValueError, match=r'pip install "botframe\[fast\]"'):
+        ResilientWebSocket("ws://127.0.0.1:9", on_message=lambda f: None, clock=LiveClock(), transport="picows")
+    with pytest.raises(ValidationError, match="transport"):
+        VenueStreamSettings(transport="picows")
+    with pytest.raises(ValueError, match="websockets"):
+        ResilientWebSocket("ws://127.0.0.1:9", on_message=lambda f: None, clock=LiveClock(),
+                           transport="aiohttp")  # type: ignore[arg-type]
+
+
+async def test_send_without_a_connection_raises(transport: TransportName) -> None:
+    client = ResilientWebSocket("ws://127.0.0.1:9", on_message=lambda f: None, clock=LiveClock(), transport=transport)
 
     with pytest.raises(ConnectionError):
         await client.send("x")
@@ -731,20 +820,20 @@ async def recording_server() -> AsyncIterator[tuple[str, list[str]]]:
 
 
 async def test_request_queue_sends_in_order_no_closer_than_its_interval(
-    recording_server: tuple[str, list[str]],
+    recording_server: tuple[str, list[str]], transport: TransportName,
 ) -> None:
     url, received = recording_server
     clock = SteppedClock()
     tasks = BackgroundTasks()
     queue = RequestQueue(2, clock)  # one request per 0.5 s
 
-    async def subscribe(ws: ClientConnection) -> None:
+    async def subscribe(ws: StreamConnection) -> None:
         queue.start(stream, tasks, "requests")
         for frame in ("a", "b", "c"):
             queue.put(frame)
 
     stream = ResilientWebSocket(url, on_message=lambda f: None, on_connect=subscribe, clock=clock,
-                                stale_after_ms=0)
+                                stale_after_ms=0, transport=transport)
     runner = asyncio.create_task(stream.run())
     try:
         await wait_for(lambda: received == ["a"])
@@ -771,7 +860,7 @@ async def test_request_queue_start_drops_what_was_meant_for_the_last_connection(
     queue = RequestQueue(1000, LiveClock())
     connected = asyncio.Event()
 
-    async def on_connect(ws: ClientConnection) -> None:
+    async def on_connect(ws: StreamConnection) -> None:
         connected.set()
 
     stream = ResilientWebSocket(url, on_message=lambda f: None, on_connect=on_connect, clock=LiveClock(),
@@ -899,7 +988,7 @@ async def test_connect_stream_uses_the_venue_settings_and_delivers_frames(
         if len(received) == 2:
             done.set()
 
-    async def subscribe(ws: ClientConnection) -> None:
+    async def subscribe(ws: StreamConnection) -> None:
         await ws.send("subscribe")
 
     stream = connect_stream(url, VenueStreamSettings(backoff=FAST, stale_after_ms=0), on_message=on_message,

@@ -34,7 +34,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 
 from botframe.events import BookDelta, BookHealth, BookSnapshot, HealthReason
 from botframe.streams import (
@@ -43,6 +42,7 @@ from botframe.streams import (
     BackgroundTasks,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     backoff,
@@ -233,7 +233,7 @@ class BinanceDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, _ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, _ws: StreamConnection) -> None:
         for feed in conn.feeds:
             self._cancel_snapshot(feed)
             feed.snapshot_attempts = 0

@@ -30,7 +30,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 
 from botframe.events import BookHealth, HealthReason, Trade
 from botframe.streams import (
@@ -38,6 +37,7 @@ from botframe.streams import (
     RequestQueue,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     connect_stream,
@@ -113,7 +113,7 @@ class _Connection:
     channels: dict[int, tuple[_SymbolFeed, str]] = field(default_factory=dict)  # chanId -> (feed, channel)
     sequence: ConnectionSequence = field(default_factory=ConnectionSequence)
     stream: ResilientWebSocket | None = None
-    ws: ClientConnection | None = None
+    ws: StreamConnection | None = None
     maintenance: bool = False
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
@@ -248,7 +248,7 @@ class BitfinexDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, ws: StreamConnection) -> None:
         conn.ws = ws
         conn.maintenance = False
         conn.channels.clear()

@@ -38,7 +38,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason
@@ -47,6 +46,7 @@ from botframe.streams import (
     RequestPacer,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     backoff,
@@ -264,7 +264,7 @@ class BybitDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, _ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, _ws: StreamConnection) -> None:
         self._cancel_connection_tasks(conn)
         for feed in conn.feeds:
             feed.sync.connected()

@@ -37,7 +37,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason
@@ -46,6 +45,7 @@ from botframe.streams import (
     RequestPacer,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     backoff,
@@ -275,7 +275,7 @@ class CoinbaseDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, _ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, _ws: StreamConnection) -> None:
         self._cancel_resubscribe(conn)
         conn.sync.connected()
         self._drain(conn)

@@ -30,7 +30,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 
 from botframe.events import BookHealth, HealthReason, Trade
 from botframe.streams import (
@@ -38,6 +37,7 @@ from botframe.streams import (
     RequestQueue,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     connect_stream,
@@ -105,7 +105,7 @@ class _Connection:
     # Frames are routed per connection: a symbol counts only on the connection that subscribed it.
     by_wire: dict[str, _SymbolFeed] = field(default_factory=dict)
     stream: ResilientWebSocket | None = None
-    ws: ClientConnection | None = None
+    ws: StreamConnection | None = None
     maintenance: bool = False
     unlisted_reported: bool = False
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
@@ -264,7 +264,7 @@ class KrakenDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, ws: StreamConnection) -> None:
         conn.ws = ws
         conn.maintenance = False
         assert conn.stream is not None, "connections are planned with their stream"

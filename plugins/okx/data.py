@@ -28,7 +28,6 @@ from typing import NoReturn
 
 import msgspec
 import structlog
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from botframe.events import BookHealth, HealthReason, Trade
@@ -37,6 +36,7 @@ from botframe.streams import (
     RequestQueue,
     ResilientWebSocket,
     RestClient,
+    StreamConnection,
     StreamCounters,
     UnreadableFrames,
     connect_stream,
@@ -98,7 +98,7 @@ class _Connection:
     # Frames are routed per connection: an instrument counts only on the connection that subscribed it.
     by_inst_id: dict[str, _SymbolFeed] = field(default_factory=dict)
     stream: ResilientWebSocket | None = None
-    ws: ClientConnection | None = None
+    ws: StreamConnection | None = None
     keepalive: asyncio.Task[None] | None = None
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
@@ -233,7 +233,7 @@ class OkxDataClient:
 
     # -- connection events -------------------------------------------------------------------------------
 
-    async def _on_connect(self, conn: _Connection, ws: ClientConnection) -> None:
+    async def _on_connect(self, conn: _Connection, ws: StreamConnection) -> None:
         conn.ws = ws
         assert conn.stream is not None, "connections are planned with their stream"
         # Requests no faster than max_requests_per_sec: OKX rate-limits them.
