@@ -12,8 +12,10 @@ it), so the figure is the client's capacity when frames queue up: each socket re
 many frames, and the engine shows each changed book to its strategies once per read (the burst rule
 of ``Engine._flush_books``). The clock runs from the book going LIVE to the last frame being applied.
 
-For scale, the same run reports the transport alone (a ``ResilientWebSocket`` whose handler only
-counts frames) and the in-process bare reference on the same frames.
+Each run measures both WebSocket clients botframe can use (``[venues.X] transport``): ``websockets``
+(the default) and ``picows`` (when installed, ``pip install "botframe[fast]"``). For scale, it also
+reports each transport alone (a ``ResilientWebSocket`` whose handler only counts frames) and the
+in-process bare reference on the same frames.
 
 Run: ``python benchmarks/e2e_loopback.py [--frames N] [--levels 20 2] [--repeat R]``.
 """
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import io
 import multiprocessing
 import os
@@ -33,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bare_reference import SYMBOL, exchange_info_body, generate_frames, run_bare, snapshot_body
-from e2e_replay import ReplayRig, config_text, event_times
+from bare_reference import exchange_info_body, generate_frames, run_bare, snapshot_body
+from e2e_replay import config_text
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -46,7 +47,7 @@ from botframe.hookspecs import hookimpl
 from botframe.log import configure_logging
 from botframe.plugins import PluginSystem
 from botframe.settings import load_settings
-from botframe.streams import ResilientWebSocket
+from botframe.streams import ResilientWebSocket, TransportName, picows_available
 
 __all__ = ["main"]
 
@@ -130,10 +131,10 @@ def _last_update_id(frame: bytes) -> int:
     return int(frame.split(b'"u":', 1)[1].split(b",", 1)[0])
 
 
-async def run_engine(port: int, last_u: int, workdir: Path) -> tuple[float, Engine]:
+async def run_engine(port: int, last_u: int, workdir: Path, transport: str = "websockets") -> tuple[float, Engine]:
     config = workdir / "config.toml"
     text = config_text(["BTCUSDT"], workdir / "journal.sqlite")
-    text = text.replace('ws_url = "ws://127.0.0.1:9"', f'ws_url = "ws://127.0.0.1:{port}"')
+    text = text.replace('ws_url = "ws://127.0.0.1:9"', f'ws_url = "ws://127.0.0.1:{port}"\ntransport = "{transport}"')
     text = text.replace('rest_url = "http://127.0.0.1:9"', f'rest_url = "http://127.0.0.1:{port}"')
     config.write_text(f"duration_secs = 600\n{text}")
     plugins = PluginSystem()
@@ -148,8 +149,8 @@ async def run_engine(port: int, last_u: int, workdir: Path) -> tuple[float, Engi
     return watch.done_at - watch.live_at, engine
 
 
-async def transport_only(port: int, frames_n: int) -> float:
-    """Seconds for a ResilientWebSocket that only counts to receive frames 2..n."""
+async def transport_only(port: int, frames_n: int, transport: TransportName = "websockets") -> float:
+    """Seconds for a ResilientWebSocket (over ``transport``) that only counts to receive frames 2..n."""
     received = 0
     started = 0.0
     done = asyncio.Event()
@@ -163,7 +164,7 @@ async def transport_only(port: int, frames_n: int) -> float:
             done.set()
 
     client = ResilientWebSocket(f"ws://127.0.0.1:{port}/stream?bare=1", on_message=on_message,
-                                clock=LiveClock(), stale_after_ms=0)
+                                clock=LiveClock(), stale_after_ms=0, transport=transport)
     task = asyncio.create_task(client.run())
     try:
         await asyncio.wait_for(done.wait(), timeout=300)
@@ -173,102 +174,46 @@ async def transport_only(port: int, frames_n: int) -> float:
     return time.perf_counter() - started
 
 
-def _picows() -> Any:
-    """The picows module when it is installed (an optional, faster WebSocket client), else None."""
-    try:
-        return importlib.import_module("picows")
-    except ImportError:
-        return None
-
-
-async def picows_run(port: int, frames_n: int, handler: Any) -> float:
-    """Seconds for a picows client to receive frames 1..n, each handed to ``handler(bytes)``."""
-    picows = _picows()
-    received = 0
-    started = 0.0
-    done = asyncio.get_running_loop().create_future()
-
-    base: Any = picows.WSListener
-
-    class Listener(base):  # type: ignore[misc]
-        def on_ws_frame(self, transport: Any, frame: Any) -> None:
-            nonlocal received, started
-            if frame.msg_type is not picows.WSMsgType.TEXT:
-                return
-            received += 1
-            if received == 1:
-                started = time.perf_counter()
-            handler(frame.get_payload_as_bytes())
-            if received == frames_n and not done.done():
-                done.set_result(None)
-
-    transport, _client = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}/stream?bare=1")
-    try:
-        await asyncio.wait_for(done, timeout=300)
-    finally:
-        transport.disconnect()
-    return time.perf_counter() - started
-
-
-async def picows_pipeline(port: int, frames: list[bytes]) -> float:
-    """The engine of ``e2e_replay`` (Binance client's frame handler) fed by a picows client instead."""
-    rig = await ReplayRig.start([SYMBOL], frames[:1])
-    times = event_times(len(frames))
-    index = 0
-    feed = rig.feed
-
-    def handler(frame: bytes) -> None:
-        nonlocal index
-        feed(frame, times[index])  # the server sends frame 0 again: the sync machine drops it as stale
-        index += 1
-
-    try:
-        return await picows_run(port, len(frames), handler)
-    finally:
-        await rig.close()
-
-
 def measure(levels: int, frames_n: int, repeat: int) -> None:
     frames = generate_frames(frames_n, levels)
     last_u = _last_update_id(frames[-1])
     mp = multiprocessing.get_context("spawn")
-    best_engine = best_transport = best_bare = best_picows = best_picows_pipeline = float("inf")
-    engine: Engine | None = None
-    with_picows = _picows() is not None
+    transports: list[TransportName] = ["websockets", "picows"] if picows_available() else ["websockets"]
+    best_engine = dict.fromkeys(transports, float("inf"))
+    best_transport = dict.fromkeys(transports, float("inf"))
+    best_bare = float("inf")
+    engines: dict[str, Engine] = {}
     for _ in range(repeat):
         ports: Any = mp.Queue()
         server = mp.Process(target=serve_forever, args=(ports, frames_n, levels), daemon=True)
         server.start()
         try:
             port = ports.get(timeout=60)
-            best_transport = min(best_transport, asyncio.run(transport_only(port, frames_n)))
-            with tempfile.TemporaryDirectory() as tmp:
-                elapsed, engine = asyncio.run(run_engine(port, last_u, Path(tmp)))
-            best_engine = min(best_engine, elapsed)
-            if with_picows:
-                best_picows = min(best_picows, asyncio.run(picows_run(port, frames_n, len)))
-                best_picows_pipeline = min(best_picows_pipeline, asyncio.run(picows_pipeline(port, frames)))
+            for transport in transports:
+                best_transport[transport] = min(best_transport[transport],
+                                                 asyncio.run(transport_only(port, frames_n, transport)))
+                with tempfile.TemporaryDirectory() as tmp:
+                    elapsed, engines[transport] = asyncio.run(run_engine(port, last_u, Path(tmp), transport))
+                best_engine[transport] = min(best_engine[transport], elapsed)
         finally:
             server.terminate()
             server.join()
         best_bare = min(best_bare, run_bare(snapshot_body(), frames[1:])[0])
-    assert engine is not None
     per = frames_n - 1
-    rate = per / best_engine
     bare_rate = per / best_bare
-    orders = engine.orders.counts_by_status()
-    print(f"e2e_loopback (websockets), {levels} + {levels} levels, {per:,} frames, best of {repeat}:")
-    print(f"  botframe, full engine            {rate:>10,.0f} frames/s  {1e6 / rate:6.2f} us/frame  "
-          f"{rate / bare_rate:5.2f} x bare   orders {sum(orders.values())}, "
-          f"journal rows {engine.journal.written if engine.journal else 0}")
-    print(f"  transport only (recv + count)    {per / best_transport:>10,.0f} frames/s  "
-          f"{best_transport / per * 1e6:6.2f} us/frame")
-    if with_picows:
-        print(f"  transport only, picows           {frames_n / best_picows:>10,.0f} frames/s  "
-              f"{best_picows / frames_n * 1e6:6.2f} us/frame")
-        rate_p = frames_n / best_picows_pipeline
-        print(f"  pipeline on picows (prototype)   {rate_p:>10,.0f} frames/s  {1e6 / rate_p:6.2f} us/frame  "
-              f"{rate_p / bare_rate:5.2f} x bare   (e2e_replay's engine fed by a picows client)")
+    print(f"e2e_loopback, {levels} + {levels} levels, {per:,} frames, best of {repeat}:")
+    for transport in transports:
+        engine = engines[transport]
+        rate = per / best_engine[transport]
+        orders = engine.orders.counts_by_status()
+        print(f"  botframe, full engine, {transport:10s} {rate:>10,.0f} frames/s  {1e6 / rate:6.2f} us/frame  "
+              f"{rate / bare_rate:5.2f} x bare   orders {sum(orders.values())}, "
+              f"journal rows {engine.journal.written if engine.journal else 0}")
+    for transport in transports:
+        t = best_transport[transport]
+        print(f"  transport only, {transport:10s}        {per / t:>10,.0f} frames/s  {t / per * 1e6:6.2f} us/frame")
+    if len(transports) == 1:
+        print('  (picows not installed: pip install "botframe[fast]" to measure it too)')
     print(f"  bare reference (in process)      {bare_rate:>10,.0f} frames/s  {1e6 / bare_rate:6.2f} us/frame")
 
 
