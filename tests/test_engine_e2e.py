@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sim_config import sim_trading_config
 
 from botframe.engine import Engine
@@ -62,9 +63,11 @@ class StopAfterFills:
         self.statuses.append(status)
 
 
-async def test_full_path_trades_and_pnl_adds_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["websockets", "picows"])
+async def test_full_path_trades_and_pnl_adds_up(tmp_path: Path, transport: str) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(CONFIG)
+    # The whole path over either WebSocket client ([venues.binance] transport).
+    config.write_text(CONFIG.replace("[venues.binance]\n", f'[venues.binance]\ntransport = "{transport}"\n'))
     plugins = PluginSystem()
     plugins.load_entry_points()
     observer = StopAfterFills(fills_wanted=6)
@@ -75,6 +78,8 @@ async def test_full_path_trades_and_pnl_adds_up(tmp_path: Path) -> None:
     summary = await engine.run()
 
     assert not summary.failed
+    client = engine._venue_clients["binance"][0]
+    assert [c.stream.transport for c in client._connections] == [transport]  # the client the config chose
     assert len(observer.fills) >= 6, "the strategy traded and the paper executor filled"
     assert observer.shutdown_called
     assert any(s.health is BookHealth.LIVE for s in observer.statuses)
