@@ -199,7 +199,9 @@ async def test_live_run_trades_on_the_simulator_and_matches_its_account_then_res
     configure_logging("debug", "json", stream=logs)
     try:
         observer = StopWhenTraded(fills_wanted=6)
-        engine, summary = await run_engine(tmp_path, config(exchange), observer)
+        # The observer stops the run once it saw everything below (about 10 s); the duration is only a cap,
+        # generous because on a loaded machine the simulated market takes longer to produce a partial fill.
+        engine, summary = await run_engine(tmp_path, config(exchange, duration=120), observer)
 
         # The bundled strategy's orders rested, filled partly and fully, and were cancelled.
         assert not summary.failed
