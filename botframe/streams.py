@@ -506,7 +506,7 @@ class ResilientWebSocket:
         if counters.connects:
             counters.reconnects += 1
         counters.connects += 1
-        self._log.info("stream connected", connects=counters.connects)
+        self._log.info("stream connected", connects=counters.connects, transport=self.transport)
 
     async def _serve(self, ws: StreamConnection) -> NoReturn:
         watchdog = None
