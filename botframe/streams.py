@@ -50,13 +50,14 @@ import asyncio
 import enum
 import random
 import ssl
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, Protocol, TypeVar, cast
 
 import aiohttp
 import structlog
@@ -71,11 +72,12 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from .events import HealthReason
+from .events import BookHealth, HealthReason
 
 if TYPE_CHECKING:
     from .clock import Clock
     from .picows_transport import PicowsConnection
+    from .venues import VenueContext
 
 __all__ = [
     "FRAME_EXCERPT_CHARS",
@@ -94,6 +96,7 @@ __all__ = [
     "StreamCounters",
     "StreamFatalError",
     "StreamSettings",
+    "StreamingVenueClient",
     "TransportName",
     "UnreadableFrames",
     "VenueStreamSettings",
@@ -415,6 +418,12 @@ class ResilientWebSocket:
         if ws is None:
             raise ConnectionError(f"{self.name}: not connected")
         await ws.send(message)
+
+    async def close_connection(self, code: int = 1000, reason: str = "") -> None:
+        """Close the current connection (if any) with ``code``; :meth:`run` then reconnects as usual."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close(code, reason)
 
     async def run(self) -> NoReturn:
         """Connect, stream, and reconnect on every retryable error, forever."""
@@ -885,6 +894,59 @@ class UnreadableFrames:
                 frame=frame_excerpt(frame),
                 parse_errors=self.count,
             )
+
+
+class _ConnectionRecord(Protocol):
+    """What :class:`StreamingVenueClient` needs of a venue client's record of one connection."""
+
+    stream: ResilientWebSocket | None
+    reported: dict[str, int]  # stream counters already added to the venue's (see report_counters)
+
+
+ConnT = TypeVar("ConnT", bound=_ConnectionRecord)
+
+
+class StreamingVenueClient(ABC, Generic[ConnT]):
+    """What the bundled venue clients share about their connections: counters, a clean stop, a restart.
+
+    A subclass sets ``context``, ``_connections``, ``_tasks`` and ``_log`` in its ``__init__`` and says
+    which books it keeps (``_book_symbols``). ``_reported_counters`` names the stream counters added to
+    the venue's counters (:func:`report_counters`).
+    """
+
+    context: VenueContext
+    _connections: list[ConnT]
+    _tasks: BackgroundTasks
+    _log: structlog.typing.FilteringBoundLogger
+    _reported_counters: tuple[str, ...] = REPORTED_COUNTERS
+
+    @abstractmethod
+    def _book_symbols(self) -> Iterable[str]:
+        """The unified symbols whose books this client keeps."""
+
+    def stream_counters(self) -> list[StreamCounters]:
+        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
+        return [c.stream.counters for c in self._connections if c.stream is not None]
+
+    def _report_counters(self, conn: ConnT) -> None:
+        if conn.stream is not None:
+            report_counters(conn.stream.counters, conn.reported, self.context.count, self._reported_counters)
+
+    async def _stop(self) -> None:
+        """Cancel the client's tasks, report the last counters, and mark every book CONNECTING (stopped)."""
+        await self._tasks.cancel_all()
+        for conn in self._connections:
+            self._report_counters(conn)
+        for symbol in self._book_symbols():
+            self.context.set_health(symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
+
+    def _reconnect(self, conn: ConnT, reason: str) -> None:
+        """Close ``conn``'s current connection (code 1000) so that it reconnects and starts afresh."""
+        stream = conn.stream
+        if stream is None or not stream.connected:
+            return
+        self._log.warning("closing the connection to start afresh", connection=stream.name, reason=reason)
+        self._tasks.spawn(stream.close_connection(1000, reason[:100]), f"{stream.name}-close")
 
 
 class BackgroundTasks:

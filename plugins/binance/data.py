@@ -43,13 +43,12 @@ from botframe.streams import (
     ResilientWebSocket,
     RestClient,
     StreamConnection,
-    StreamCounters,
+    StreamingVenueClient,
     UnreadableFrames,
     backoff,
     connect_stream,
     disconnect_reason,
     frame_excerpt,
-    report_counters,
     rest_client,
     retry_cause,
     run_streams,
@@ -108,12 +107,14 @@ class _Connection:
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
-class BinanceDataClient:
+class BinanceDataClient(StreamingVenueClient[_Connection]):
     """Streams order books and trades of ``settings.symbols`` from one Binance market.
 
     ``run()`` never returns normally: it stops when cancelled, or raises when the venue refuses us in a
     way retrying cannot fix (unknown symbol, rejected URL; see ``botframe.streams.classify``).
     """
+
+    _reported_counters = _REPORTED_COUNTERS  # also who ended each connection
 
     def __init__(
         self,
@@ -141,11 +142,10 @@ class BinanceDataClient:
         self._time_ns = context.clock.time_ns
         self._unreadable = UnreadableFrames(self._log)
 
-    # -- public --------------------------------------------------------------------------------------------
+    def _book_symbols(self) -> list[str]:
+        return [feed.instrument.symbol for feed in self._feeds.values()]
 
-    def stream_counters(self) -> list[StreamCounters]:
-        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
-        return [c.stream.counters for c in self._connections if c.stream is not None]
+    # -- public --------------------------------------------------------------------------------------------
 
     def book_counters(self) -> dict[str, SyncCounters]:
         """Per symbol: gaps, resyncs, snapshots requested/applied/too old, diffs ignored as already applied..."""
@@ -224,13 +224,6 @@ class BinanceDataClient:
             connections.append(conn)
         return connections
 
-    async def _stop(self) -> None:
-        await self._tasks.cancel_all()
-        for conn in self._connections:
-            self._report_counters(conn)
-        for feed in self._feeds.values():
-            self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
-
     # -- connection events -------------------------------------------------------------------------------
 
     async def _on_connect(self, conn: _Connection, _ws: StreamConnection) -> None:
@@ -248,10 +241,6 @@ class BinanceDataClient:
             feed.sync.disconnected(reason, detail)
             self._drain(feed)
         self._report_counters(conn)
-
-    def _report_counters(self, conn: _Connection) -> None:
-        if conn.stream is not None:
-            report_counters(conn.stream.counters, conn.reported, self.context.count, _REPORTED_COUNTERS)
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 

@@ -40,19 +40,18 @@ import msgspec
 import structlog
 from websockets.exceptions import ConnectionClosed
 
-from botframe.events import BookHealth, HealthReason
+from botframe.events import HealthReason
 from botframe.streams import (
     BackgroundTasks,
     RequestPacer,
     ResilientWebSocket,
     RestClient,
     StreamConnection,
-    StreamCounters,
+    StreamingVenueClient,
     UnreadableFrames,
     backoff,
     connect_stream,
     disconnect_reason,
-    report_counters,
     rest_client,
     run_streams,
 )
@@ -113,7 +112,7 @@ class _Connection:
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
-class BybitDataClient:
+class BybitDataClient(StreamingVenueClient[_Connection]):
     """Streams order books and trades of ``settings.symbols`` from one Bybit category.
 
     ``run()`` never returns normally: it stops when cancelled, or raises when the venue refuses us in a
@@ -145,11 +144,10 @@ class BybitDataClient:
         self._time_ns = context.clock.time_ns
         self._unreadable = UnreadableFrames(self._log)
 
-    # -- public --------------------------------------------------------------------------------------------
+    def _book_symbols(self) -> list[str]:
+        return [feed.instrument.symbol for feed in self._feeds.values()]
 
-    def stream_counters(self) -> list[StreamCounters]:
-        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
-        return [c.stream.counters for c in self._connections if c.stream is not None]
+    # -- public --------------------------------------------------------------------------------------------
 
     def cross_sequence(self, symbol: str) -> int:
         """Bybit's ``seq`` of the last orderbook frame applied to ``symbol`` (0 before the first)."""
@@ -232,13 +230,6 @@ class BybitDataClient:
             connections.append(conn)
         return connections
 
-    async def _stop(self) -> None:
-        await self._tasks.cancel_all()
-        for conn in self._connections:
-            self._report_counters(conn)
-        for feed in self._feeds.values():
-            self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
-
     # -- sending -----------------------------------------------------------------------------------------
 
     async def _wait_for_send_slot(self) -> None:
@@ -302,10 +293,6 @@ class BybitDataClient:
                 await conn.stream.send(ping)
         except (ConnectionError, ConnectionClosed):
             pass  # the connection is gone; the next one starts its own heartbeat
-
-    def _report_counters(self, conn: _Connection) -> None:
-        if conn.stream is not None:
-            report_counters(conn.stream.counters, conn.reported, self.context.count)
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 

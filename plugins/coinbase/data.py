@@ -46,12 +46,11 @@ from botframe.streams import (
     ResilientWebSocket,
     RestClient,
     StreamConnection,
-    StreamCounters,
+    StreamingVenueClient,
     UnreadableFrames,
     backoff,
     connect_stream,
     disconnect_reason,
-    report_counters,
     rest_client,
     run_streams,
 )
@@ -124,7 +123,7 @@ class _Connection:
         return [inst.venue_symbol for inst in self.instruments]
 
 
-class CoinbaseDataClient:
+class CoinbaseDataClient(StreamingVenueClient[_Connection]):
     """Streams order books and trades of ``settings.symbols`` from one Coinbase feed.
 
     ``run()`` never returns normally: it stops when cancelled, or raises when the venue refuses us in a
@@ -157,11 +156,10 @@ class CoinbaseDataClient:
         self._decode_exchange = ExchangeFrameDecoder().decode
         self._unreadable = UnreadableFrames(self._log)
 
-    # -- public --------------------------------------------------------------------------------------------
+    def _book_symbols(self) -> list[str]:
+        return [inst.symbol for conn in self._connections for inst in conn.instruments]
 
-    def stream_counters(self) -> list[StreamCounters]:
-        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
-        return [c.stream.counters for c in self._connections if c.stream is not None]
+    # -- public --------------------------------------------------------------------------------------------
 
     def resync(self, symbol: str, reason: HealthReason, detail: str = "") -> None:
         """Re-sync one book from a fresh snapshot (the engine found it crossed or stale)."""
@@ -235,13 +233,6 @@ class CoinbaseDataClient:
             connections.append(conn)
         return connections
 
-    async def _stop(self) -> None:
-        await self._tasks.cancel_all()
-        for conn in self._connections:
-            self._report_counters(conn)
-            for inst in conn.instruments:
-                self.context.set_health(inst.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
-
     # -- sending -----------------------------------------------------------------------------------------
 
     async def _wait_for_send_slot(self) -> None:
@@ -289,10 +280,6 @@ class CoinbaseDataClient:
         conn.sync.disconnected(reason, detail)
         self._drain(conn)
         self._report_counters(conn)
-
-    def _report_counters(self, conn: _Connection) -> None:
-        if conn.stream is not None:
-            report_counters(conn.stream.counters, conn.reported, self.context.count)
 
     # -- Advanced Trade frames (the hot path) ----------------------------------------------------------------
 

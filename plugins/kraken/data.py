@@ -31,18 +31,17 @@ from typing import NoReturn
 import msgspec
 import structlog
 
-from botframe.events import BookHealth, HealthReason, Trade
+from botframe.events import HealthReason, Trade
 from botframe.streams import (
     BackgroundTasks,
     RequestQueue,
     ResilientWebSocket,
     RestClient,
     StreamConnection,
-    StreamCounters,
+    StreamingVenueClient,
     UnreadableFrames,
     connect_stream,
     disconnect_reason,
-    report_counters,
     rest_client,
     run_streams,
 )
@@ -111,7 +110,7 @@ class _Connection:
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
-class KrakenDataClient:
+class KrakenDataClient(StreamingVenueClient[_Connection]):
     """Streams order books and trades of ``settings.symbols`` from Kraken (WebSocket v2 or v1).
 
     ``run()`` never returns normally: it stops when cancelled, or raises when Kraken refuses us in a way
@@ -152,11 +151,10 @@ class KrakenDataClient:
             Ignored: self._on_ignored,
         }
 
-    # -- public --------------------------------------------------------------------------------------------
+    def _book_symbols(self) -> list[str]:
+        return [feed.symbol for feed in self._feeds.values()]
 
-    def stream_counters(self) -> list[StreamCounters]:
-        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
-        return [c.stream.counters for c in self._connections if c.stream is not None]
+    # -- public --------------------------------------------------------------------------------------------
 
     def book_counters(self) -> dict[str, SyncCounters]:
         """Per symbol: snapshots, updates, checksums matched and failed, resyncs..."""
@@ -255,13 +253,6 @@ class KrakenDataClient:
             connections.append(conn)
         return connections
 
-    async def _stop(self) -> None:
-        await self._tasks.cancel_all()
-        for conn in self._connections:
-            self._report_counters(conn)
-        for feed in self._feeds.values():
-            self.context.set_health(feed.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
-
     # -- connection events -------------------------------------------------------------------------------
 
     async def _on_connect(self, conn: _Connection, ws: StreamConnection) -> None:
@@ -297,10 +288,6 @@ class KrakenDataClient:
             self._drain(feed)
         self._report_counters(conn)
 
-    def _report_counters(self, conn: _Connection) -> None:
-        if conn.stream is not None:
-            report_counters(conn.stream.counters, conn.reported, self.context.count)
-
     # -- requests ------------------------------------------------------------------------------------------
 
     def _send(self, conn: _Connection, frame: str) -> None:
@@ -319,13 +306,6 @@ class KrakenDataClient:
         else:
             self._send(conn, v2_request("unsubscribe", "book", [feed.wire_name], depth))
             self._send(conn, v2_request("subscribe", "book", [feed.wire_name], depth))
-
-    def _reconnect(self, conn: _Connection, reason: str) -> None:
-        ws = conn.ws
-        if ws is None:
-            return
-        self._log.warning("closing the connection to start afresh", connection=conn.index, reason=reason)
-        self._tasks.spawn(ws.close(1000, reason[:100]), f"{self._venue}-{conn.index}-close")
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 

@@ -30,18 +30,17 @@ import msgspec
 import structlog
 from websockets.exceptions import ConnectionClosed
 
-from botframe.events import BookHealth, HealthReason, Trade
+from botframe.events import HealthReason, Trade
 from botframe.streams import (
     BackgroundTasks,
     RequestQueue,
     ResilientWebSocket,
     RestClient,
     StreamConnection,
-    StreamCounters,
+    StreamingVenueClient,
     UnreadableFrames,
     connect_stream,
     disconnect_reason,
-    report_counters,
     rest_client,
     run_streams,
 )
@@ -103,7 +102,7 @@ class _Connection:
     reported: dict[str, int] = field(default_factory=dict)  # stream counters already added to the venue's
 
 
-class OkxDataClient:
+class OkxDataClient(StreamingVenueClient[_Connection]):
     """Streams order books and trades of ``settings.symbols`` from OKX (v5 public WebSocket).
 
     ``run()`` never returns normally: it stops when cancelled, or raises when OKX refuses us in a way
@@ -140,11 +139,10 @@ class OkxDataClient:
             Ignored: self._on_ignored,
         }
 
-    # -- public --------------------------------------------------------------------------------------------
+    def _book_symbols(self) -> list[str]:
+        return [feed.instrument.symbol for feed in self._feeds.values()]
 
-    def stream_counters(self) -> list[StreamCounters]:
-        """Counters of each connection (messages, bytes, reconnects, parse errors...)."""
-        return [c.stream.counters for c in self._connections if c.stream is not None]
+    # -- public --------------------------------------------------------------------------------------------
 
     def book_counters(self) -> dict[str, SyncCounters]:
         """Per symbol: snapshots, updates, checksums matched and failed, gaps, resyncs..."""
@@ -224,13 +222,6 @@ class OkxDataClient:
             connections.append(conn)
         return connections
 
-    async def _stop(self) -> None:
-        await self._tasks.cancel_all()
-        for conn in self._connections:
-            self._report_counters(conn)
-        for feed in self._feeds.values():
-            self.context.set_health(feed.instrument.symbol, BookHealth.CONNECTING, HealthReason.STOPPED)
-
     # -- connection events -------------------------------------------------------------------------------
 
     async def _on_connect(self, conn: _Connection, ws: StreamConnection) -> None:
@@ -265,10 +256,6 @@ class OkxDataClient:
             conn.keepalive.cancel()
             conn.keepalive = None
 
-    def _report_counters(self, conn: _Connection) -> None:
-        if conn.stream is not None:
-            report_counters(conn.stream.counters, conn.reported, self.context.count)
-
     # -- requests and keepalive ------------------------------------------------------------------------------
 
     def _send(self, conn: _Connection, frame: str) -> None:
@@ -300,13 +287,6 @@ class OkxDataClient:
         arg = [("books", feed.instrument.venue_symbol)]
         self._send(conn, request("unsubscribe", arg))
         self._send(conn, request("subscribe", arg))
-
-    def _reconnect(self, conn: _Connection, reason: str) -> None:
-        ws = conn.ws
-        if ws is None:
-            return
-        self._log.warning("closing the connection to start afresh", connection=conn.index, reason=reason)
-        self._tasks.spawn(ws.close(1000, reason[:100]), f"{self._venue}-{conn.index}-close")
 
     # -- frames (the hot path) -----------------------------------------------------------------------------
 
